@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+package_name = "humanego_core"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="HumanEgo maintainers",
+    maintainer_email="humanego@example.org",
+    description="Pure-Python algorithms of the HumanEgo stack; never imports rclpy.",
+    license="Apache-2.0",
+)

@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+package_name = "humanego_drivers"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="HumanEgo maintainers",
+    maintainer_email="humanego@example.org",
+    description="Camera source nodes: Project Aria (VRS/MPS replay, live SDK), Intel RealSense (live, .db3 playback), recordings on disk.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+        ],
+    },
+)

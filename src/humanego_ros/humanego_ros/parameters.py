@@ -1,0 +1,68 @@
+"""Declared, described and validated node parameters.
+
+Every node declares its parameters from a list of :class:`ParamSpec` (one source of truth for
+names, defaults, descriptions and bounds) and gets them back validated. Numeric bounds become
+ROS ranges in the descriptor, so they are enforced for later ``set_parameters`` calls too, and a
+bad value given on the command line fails at start with a message naming the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+
+
+class ParameterError(ValueError):
+    """A node parameter with a value outside its declared contract."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = field(default_factory=tuple)
+    read_only: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        extra = f" One of: {', '.join(map(str, self.choices))}." if self.choices else ""
+        desc = ParameterDescriptor(name=self.name, description=self.description + extra,
+                                   read_only=self.read_only)
+        bounded = self.minimum is not None or self.maximum is not None
+        if bounded and isinstance(self.default, int) and not isinstance(self.default, bool):
+            lo = int(self.minimum) if self.minimum is not None else -2**63
+            hi = int(self.maximum) if self.maximum is not None else 2**63 - 1
+            desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=0)]
+        elif bounded and isinstance(self.default, float):
+            lo = float(self.minimum) if self.minimum is not None else -float("inf")
+            hi = float(self.maximum) if self.maximum is not None else float("inf")
+            desc.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+        return desc
+
+
+def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
+    """Declare every spec on ``node`` and return {name: value}; bad values raise ParameterError."""
+    values = {}
+    for spec in specs:
+        try:
+            param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except InvalidParameterValueException as exc:
+            raise ParameterError(f"parameter '{spec.name}' of node '{node.get_name()}': {exc}") from None
+        except InvalidParameterTypeException:
+            kind = type(spec.default).__name__
+            hint = " (write e.g. 10.0, not 10)" if isinstance(spec.default, float) else ""
+            raise ParameterError(
+                f"parameter '{spec.name}' of node '{node.get_name()}' must be of type {kind}{hint}") from None
+        value = param.value
+        if spec.choices and value not in spec.choices:
+            raise ParameterError(
+                f"parameter '{spec.name}' of node '{node.get_name()}' is {value!r}; "
+                f"valid values: {', '.join(map(str, spec.choices))}")
+        values[spec.name] = value
+    return values

@@ -1,0 +1,37 @@
+"""The ``main`` of every HumanEgo node: init, spin, clean shutdown, readable start-up errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from humanego_ros.parameters import ParameterError
+
+
+def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Create the node with ``make_node`` and spin it until Ctrl-C or shutdown; return an exit code.
+
+    A node that cannot start because of its configuration (ParameterError, ValueError,
+    FileNotFoundError) prints one line naming the problem and exits with 2, not a traceback.
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ParameterError, ValueError, FileNotFoundError) as exc:
+        if node is None:
+            print(f"[ERROR] cannot start: {exc}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
