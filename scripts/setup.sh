@@ -5,6 +5,7 @@
 #   2. .venv with the pinned dependencies of requirements/ (skipped when they have not changed);
 #      - without ROS 2: the ROS 2 Kilted wheels from PyPI, plus the fixes they need to build messages;
 #      - with ROS 2 sourced (ROS_DISTRO set): a venv on top of the system ROS, no ROS wheels;
+#      - HUMANEGO_GPU=1: onnxruntime-gpu (requirements/gpu.txt) instead of onnxruntime;
 #   3. colcon build of src/ (and compat/tf2_msgs where the ROS runtime lacks tf2_msgs), skipped when
 #      nothing under src/ compat/ launch/ config/ urdf/ models/ changed since the last build.
 set -euo pipefail
@@ -51,7 +52,8 @@ else
 fi
 
 # --- 2. virtual environment --------------------------------------------------------------------
-pip_key=$( { echo "$mode"; "$PYTHON" -VV; cat "${requirements[@]}" "$WS/requirements/no-deps.txt" "$WS/scripts/fix_wheel_cmake.py"; } | sha256sum | cut -d' ' -f1)
+gpu="${HUMANEGO_GPU:-0}"
+pip_key=$( { echo "$mode gpu=$gpu"; "$PYTHON" -VV; cat "$WS/requirements/gpu.txt"; cat "${requirements[@]}" "$WS/requirements/no-deps.txt" "$WS/scripts/fix_wheel_cmake.py"; } | sha256sum | cut -d' ' -f1)
 if [[ -f "$STAMPS/pip" && "$(cat "$STAMPS/pip")" == "$pip_key" ]]; then
   log "python dependencies up to date ($mode)"
 else
@@ -71,7 +73,14 @@ else
   pip_args=(--disable-pip-version-check --progress-bar off -q)
   "$VENV/bin/pip" install "${pip_args[@]}" "${requirements[@]/#/-r}" || die "pip install failed (see above)"
   "$VENV/bin/pip" install "${pip_args[@]}" --no-deps -r "$WS/requirements/no-deps.txt" || die "pip install --no-deps failed"
-  [[ "$mode" == "wheels" ]] && "$VENV/bin/python" "$WS/scripts/fix_wheel_cmake.py" "$VENV"
+  if [[ "$gpu" == "1" ]]; then
+    # onnxruntime and onnxruntime-gpu install the same module: keep only the GPU build.
+    "$VENV/bin/pip" uninstall -y -q onnxruntime
+    "$VENV/bin/pip" install "${pip_args[@]}" -r "$WS/requirements/gpu.txt" || die "pip install onnxruntime-gpu failed"
+  fi
+  if [[ "$mode" == "wheels" ]]; then
+    "$VENV/bin/python" "$WS/scripts/fix_wheel_cmake.py" "$VENV"
+  fi
   echo "$mode" > "$STAMPS/mode"
   echo "$pip_key" > "$STAMPS/pip"
   rm -f "$STAMPS/build"

@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="Robot side: IK/retargeting (pinocchio), the safe trajectory controller, operator heartbeat, visualisation.",
+    description="IK/retargeting, safe trajectory controller, operator heartbeat, visualisation.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

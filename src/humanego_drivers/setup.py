@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="Camera source nodes: Project Aria (VRS/MPS replay, live SDK), Intel RealSense (live, .db3 playback), recordings on disk.",
+    description="Camera source nodes: Aria, RealSense, recordings.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="Embodiment-agnostic views: arm masking, inpainting, virtual gripper overlay, hand and object state estimation; library and nodes.",
+    description="Arm masking, inpainting, virtual gripper, hand/object state estimation.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="Policies (flow matching, ACT), their runtimes (onnxruntime, torch) and the online policy node.",
+    description="Policies (flow matching, ACT), runtimes and the policy node.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="Node-side helpers shared by the HumanEgo nodes: ROS message <-> numpy conversions, QoS profiles, validated parameters.",
+    description="Node-side helpers: message conversions, QoS profiles, validated parameters.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="MuJoCo tabletop world, simulated robot arm with ego camera, and the synthetic human demonstration generator (the embedded default).",
+    description="MuJoCo world, simulated arm and ego camera, synthetic human demonstrations.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

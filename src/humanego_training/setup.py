@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
-    description="Offline tools: preprocessing of recordings, datasets, training, evaluation and export of policies.",
+    description="Offline preprocessing, training, evaluation and export of policies.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

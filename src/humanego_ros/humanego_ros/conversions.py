@@ -72,8 +72,8 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: st
     arr = np.ascontiguousarray(array)
     expected_ndim = 2 if channels == 1 else 3
     if arr.dtype != dtype or arr.ndim not in (expected_ndim, 3) or (arr.ndim == 3 and arr.shape[2] != channels):
-        raise ValueError(f"{encoding} needs a {dtype.__name__} array of shape (H, W{'' if channels == 1 else f', {channels}'}), "
-                         f"got {arr.dtype} {arr.shape}")
+        shape = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+        raise ValueError(f"{encoding} needs a {dtype.__name__} array of shape {shape}, got {arr.dtype} {arr.shape}")
     height, width = arr.shape[:2]
     return Image(header=make_header(stamp_ns, frame_id), height=height, width=width, encoding=encoding,
                  is_bigendian=0, step=width * channels * arr.itemsize, data=arr.tobytes())

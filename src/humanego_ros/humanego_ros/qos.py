@@ -1,7 +1,6 @@
 """QoS profiles of the HumanEgo topic contract (DESIGN.md section 3)."""
 
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 # Camera images and other high-rate sensor streams: best effort, keep the latest few.
 SENSOR = qos_profile_sensor_data

@@ -1,0 +1,7 @@
+"""Suite-wide test set-up: DDS traffic of this run stays on this machine and in its own domain."""
+
+import os
+
+# Concurrent suites (a developer's and CI's) on one machine must not see each other's topics.
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
