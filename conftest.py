@@ -2,6 +2,7 @@
 
 import os
 
-# Concurrent suites (a developer's and CI's) on one machine must not see each other's topics.
-os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# Always overridden, never inherited: a test must not talk to a real robot on the user's domain, and
+# concurrent suites (a developer's and CI's) on one machine must not see each other's topics.
+os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 90)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
