@@ -15,13 +15,6 @@ def humanego(*args, timeout=60):
     return subprocess.run(["humanego", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def spin_until(node, predicate, timeout_s=60.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1, executor=None)
-    return predicate()
-
-
 def test_node_sees_ros_args_parameters_and_remaps(processes):
     name = f"hb_{os.getpid()}"
     proc = processes.start(["humanego", "run", "humanego_control", "heartbeat", "--ros-args",
