@@ -128,11 +128,11 @@ def interpolate_trajectory(times, transforms, query_times) -> np.ndarray:
     """
     times = np.asarray(times, dtype=np.float64)
     T = _as_array(transforms, "transforms", (4, 4))
-    q = np.clip(np.asarray(query_times, dtype=np.float64), times[0], times[-1])
     if times.ndim != 1 or T.shape[0] != times.shape[0]:
         raise GeometryError(f"times {times.shape} and transforms {T.shape} must have the same length")
     if times.shape[0] < 2 or np.any(np.diff(times) <= 0):
         raise GeometryError("times must hold at least two strictly increasing values")
+    q = np.clip(np.asarray(query_times, dtype=np.float64), times[0], times[-1])
     rot = Slerp(times, Rotation.from_matrix(T[:, :3, :3]))(q)
     t = np.stack([np.interp(q, times, T[:, :3, 3][:, k]) for k in range(3)], axis=-1)
     return make_transform(rot.as_matrix(), t)

@@ -129,6 +129,10 @@ def test_interpolate_trajectory_samples_and_clamps():
     np.testing.assert_allclose(out[1], T[0], atol=1e-12)
     np.testing.assert_allclose(out[2], g.interpolate(T[2], T[3], 0.5), atol=1e-10)
     np.testing.assert_allclose(out[3], T[4], atol=1e-12)
+    with pytest.raises(g.GeometryError, match="same length"):
+        g.interpolate_trajectory([], np.zeros((0, 4, 4)), [0.0])
+    with pytest.raises(g.GeometryError, match="strictly increasing"):
+        g.interpolate_trajectory([0.0, 0.0], T[:2], [0.0])
 
 
 def test_check_transform_names_the_problem():
