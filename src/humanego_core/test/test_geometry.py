@@ -130,6 +130,8 @@ def test_interpolate_trajectory_samples_and_clamps():
     np.testing.assert_allclose(out[2], g.interpolate(T[2], T[3], 0.5), atol=1e-10)
     np.testing.assert_allclose(out[3], T[4], atol=1e-12)
     with pytest.raises(g.GeometryError, match="same length"):
+        g.interpolate_trajectory([0.0, 1.0], T[:3], [0.0])
+    with pytest.raises(g.GeometryError, match="at least two strictly increasing"):
         g.interpolate_trajectory([], np.zeros((0, 4, 4)), [0.0])
     with pytest.raises(g.GeometryError, match="strictly increasing"):
         g.interpolate_trajectory([0.0, 0.0], T[:2], [0.0])
