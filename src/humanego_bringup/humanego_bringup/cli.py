@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 
-from humanego_bringup import ament_index
+from humanego_core import ament_index
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -55,3 +55,18 @@ def executable_path(package: str, executable: str) -> Path:
         raise PackageNotFoundError(f"no executable '{executable}' in package '{package}' "
                                    f"(available: {available})")
     return path
+
+
+RESOURCE_PACKAGE = "humanego_bringup"
+
+
+def resource_path(*parts: str) -> Path:
+    """A file under the workspace's installed resources (``launch config urdf models``).
+
+    They live in the share folder of humanego_bringup (DESIGN.md section 2), so ``ros2 launch`` and
+    every package find the same single copy.
+    """
+    path = package_share(RESOURCE_PACKAGE).joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found (a resource missing from the install? run 'make setup')")
+    return path
