@@ -18,6 +18,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "generate_demos = humanego_sim.generate_demos:main",
+            "sim_robot = humanego_sim.sim_robot_node:main",
+            "oracle = humanego_sim.oracle:main",
         ],
     },
 )
