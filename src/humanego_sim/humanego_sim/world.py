@@ -42,6 +42,8 @@ class RobotMount:
     arm_damping_ratio: float = option(1.0, help="arm servo damping ratio", minimum=0.0)
     gripper_kp: float = option(1500.0, help="gripper servo stiffness (N/m)", minimum=1.0)
     gripper_force: float = option(40.0, help="gripper force limit per finger (N)", minimum=1.0)
+    gripper_speed: float = option(0.1, help="finger closing speed at full force (m/s): sets the finger damping",
+                                  minimum=0.01, maximum=1.0)
 
 
 @dataclass
@@ -163,7 +165,8 @@ def _robot_spec(name: str, mount: RobotMount) -> mujoco.MjSpec:
         act.set_to_position(kp=mount.arm_kp, dampratio=mount.arm_damping_ratio, inheritrange=True)
     for joint in fingers:
         joint.armature = 0.01
-        joint.damping = [5.0, 0.0, 0.0]
+        # Real grippers close at a few cm/s; an undamped finger would hit an object fast enough to tunnel into it.
+        joint.damping = [mount.gripper_force / mount.gripper_speed, 0.0, 0.0]
     # <mimic> in the URDF couples the fingers; MuJoCo ignores it, so state it as a joint equality.
     spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=fingers[0].name, name2=fingers[1].name,
                       data=[0, 1, 0, 0, 0] + [0] * 7)
@@ -202,10 +205,12 @@ def build_spec(task: Task, config: WorldConfig, robot: str | None = None, human=
     floor_mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = floor_tex.name
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[4, 4, 0.1], material="floor_mat",
                    contype=SCENE_CONTYPE, conaffinity=SCENE_CONAFFINITY)
+    # MuJoCo uses the larger of two geoms' friction coefficients: a slippery table top lets each object's
+    # own friction (task YAML) govern how it slides on the table.
     world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX,
                    size=[table.size[0] / 2, table.size[1] / 2, 0.02],
                    pos=[table.centre[0], table.centre[1], table.height - 0.02],
-                   rgba=[0.55, 0.42, 0.30, 1.0], friction=[1.0, 0.01, 0.001],
+                   rgba=[0.55, 0.42, 0.30, 1.0], friction=[0.3, 0.01, 0.001],
                    contype=SCENE_CONTYPE, conaffinity=SCENE_CONAFFINITY, condim=4)
     for sx in (-1, 1):
         for sy in (-1, 1):
@@ -307,7 +312,8 @@ class World:
         self.placements = placements
         height = self.config.table.height
         for name, p in placements.items():
-            self.set_object_pose(name, geometry.make_transform(Rotation.from_euler("z", p.yaw).as_matrix(), [p.x, p.y, height]))
+            R = Rotation.from_euler("z", p.yaw).as_matrix()
+            self.set_object_pose(name, geometry.make_transform(R, [p.x, p.y, height]))
         if self.robot is not None:
             q = self.home_configuration()
             self.data.qpos[self.robot.arm_qpos] = q
