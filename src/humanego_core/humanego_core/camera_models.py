@@ -309,21 +309,22 @@ class CameraModel:
                    T_device_camera=np.array(calib.get_transform_device_camera().to_matrix()), label=calib.get_label())
 
 
-def remap_tables(target: CameraModel, source: CameraModel,
-                 R_source_target=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def remap_tables(target: CameraModel, source: CameraModel, R_source_target=None,
+                 target_rays: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.remap`` maps that make an image of ``target`` from an image of ``source`` (same centre).
 
     For every target pixel: its ray (rotated by ``R_source_target``, default identity) and the
     source pixel that sees it. Returns ``map_x, map_y`` (float32, target-sized) and ``valid``: the
     target pixel is visible, its ray is in front of the source and within its ``max_solid_angle``,
     and lands in the source's visible area. Invalid entries of the maps are set far outside the
-    source image, so ``cv2.BORDER_CONSTANT`` fills them.
+    source image, so ``cv2.BORDER_CONSTANT`` fills them. ``target_rays``: the result of
+    ``target.unproject(target.pixel_grid())`` if the caller has it already (the costly part).
     """
-    rays, valid = target.unproject(target.pixel_grid())
+    rays, valid = target_rays if target_rays is not None else target.unproject(target.pixel_grid())
     if R_source_target is not None:
         rays = rays @ np.asarray(R_source_target, dtype=np.float64).T
     uv, seen = source.project(rays)
-    valid &= seen & (rays[..., 2] > 0)
+    valid = valid & seen & (rays[..., 2] > 0)
     far = -10.0 - max(source.width, source.height)
     uv = np.where(valid[..., None], uv, far)
     return uv[..., 0].astype(np.float32), uv[..., 1].astype(np.float32), valid
