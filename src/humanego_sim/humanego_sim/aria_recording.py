@@ -121,7 +121,10 @@ def default_calibration_path() -> Path:
 
 
 def _rgb_calibration_from_json(text: str, source: str):
-    device = aria_calibration.device_calibration_from_json_string(text)
+    try:
+        device = aria_calibration.device_calibration_from_json_string(text)
+    except RuntimeError as e:  # projectaria's parser raises on missing fields
+        raise RecordingError(f"{source}: not a device calibration projectaria_tools can parse ({e})") from e
     if device is None:
         raise RecordingError(f"{source}: not a device calibration projectaria_tools can parse")
     rgb = device.get_camera_calib(RGB_LABEL)
