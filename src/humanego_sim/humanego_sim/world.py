@@ -40,7 +40,8 @@ class RobotMount:
     home: dict[str, list[float]] = option(default_factory=dict, help="home arm joint positions per robot (rad)")
     arm_kp: float = option(800.0, help="arm position servo stiffness (N m/rad)", minimum=1.0)
     arm_damping_ratio: float = option(1.0, help="arm servo damping ratio", minimum=0.0)
-    gripper_kp: float = option(1500.0, help="gripper servo stiffness (N/m)", minimum=1.0)
+    gripper_kp: float = option(5000.0, help="gripper servo stiffness (N/m); stiff, so the force limit holds "
+                               "until the fingers are within millimetres of their target", minimum=1.0)
     gripper_force: float = option(40.0, help="gripper force limit per finger (N)", minimum=1.0)
     gripper_speed: float = option(0.1, help="finger closing speed at full force (m/s): sets the finger damping",
                                   minimum=0.01, maximum=1.0)
@@ -147,7 +148,7 @@ def _add_object(parent: mujoco.MjsBody, name: str, spec: ObjectSpec) -> mujoco.M
     return body
 
 
-def _robot_spec(name: str, mount: RobotMount) -> mujoco.MjSpec:
+def _robot_spec(name: str, mount: RobotMount, timestep: float) -> mujoco.MjSpec:
     """The URDF as the scene's base spec (keeps its names), mounted, with servos and the finger coupling."""
     spec = mujoco.MjSpec.from_file(str(robot_urdf(name)))
     spec.compiler.fusestatic = False  # keep flange/hand/ee frames as bodies for TF and grasp checks
@@ -165,11 +166,15 @@ def _robot_spec(name: str, mount: RobotMount) -> mujoco.MjSpec:
         act.set_to_position(kp=mount.arm_kp, dampratio=mount.arm_damping_ratio, inheritrange=True)
     for joint in fingers:
         joint.armature = 0.01
-        # Real grippers close at a few cm/s; an undamped finger would hit an object fast enough to tunnel into it.
-        joint.damping = [mount.gripper_force / mount.gripper_speed, 0.0, 0.0]
-    # <mimic> in the URDF couples the fingers; MuJoCo ignores it, so state it as a joint equality.
-    spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=fingers[0].name, name2=fingers[1].name,
-                      data=[0, 1, 0, 0, 0] + [0] * 7)
+        joint.damping = [5.0, 0.0, 0.0]
+    # The driven finger carries the drive's damping: real grippers close at a few cm/s, and a finger that
+    # snapped shut would hit an object fast enough to tunnel into it.
+    fingers[0].damping = [mount.gripper_force / mount.gripper_speed, 0.0, 0.0]
+    # <mimic> in the URDF couples the fingers; MuJoCo ignores it, so state it as a joint equality, stiff
+    # (2 physics steps) as the rack of a real gripper.
+    coupling = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=fingers[0].name, name2=fingers[1].name,
+                                 data=[0, 1, 0, 0, 0] + [0] * 7)
+    coupling.solref = [2 * timestep, 1.0]
     grip = spec.add_actuator(name="gripper_servo", target=fingers[0].name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
     grip.set_to_position(kp=mount.gripper_kp, dampratio=1.0, inheritrange=True)
     grip.forcelimited = True
@@ -186,7 +191,7 @@ def _robot_spec(name: str, mount: RobotMount) -> mujoco.MjSpec:
 
 def build_spec(task: Task, config: WorldConfig, robot: str | None = None, human=None) -> mujoco.MjSpec:
     """The scene as an MjSpec: robot (if any) first, then table, objects, cameras and the human (if any)."""
-    spec = _robot_spec(robot, config.robot) if robot else mujoco.MjSpec()
+    spec = _robot_spec(robot, config.robot, config.timestep) if robot else mujoco.MjSpec()
     spec.modelname = f"{task.name}_{robot or 'human'}"
     spec.option.timestep = config.timestep
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
