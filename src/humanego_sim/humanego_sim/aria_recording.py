@@ -260,7 +260,6 @@ class RecordingWriter:
         """projectaria ``CameraCalibration`` of ``camera-rgb`` rescaled to the video size."""
         return self._rgb
 
-    @property
     def camera_model(self) -> CameraModel:
         """The same camera as a numpy :class:`CameraModel` (for ``FisheyeRenderer.from_camera_model``)."""
         return CameraModel.from_projectaria(self._rgb)
@@ -311,8 +310,8 @@ class RecordingWriter:
 
     def _check_gt(self, frame: int, gt: dict[str, np.ndarray]) -> None:
         for key, value in gt.items():
-            if key == "t_ns":
-                raise ValueError(f"frame {frame}: gt key 't_ns' is written by the recording writer itself")
+            if key in ("t_ns", "episode"):
+                raise ValueError(f"frame {frame}: gt key '{key}' is reserved (written by the recording writer)")
             if not _KEY.match(key):
                 raise ValueError(f"frame {frame}: gt key '{key}' must be letters, digits, _ . - separated by /")
             if np.asarray(value).dtype.kind not in "biufU":
@@ -621,9 +620,9 @@ class Recording:
         if np.any(np.diff(trajectory["tracking_timestamp_us"]) <= 0):
             raise RecordingError(f"{root / TRAJECTORY}: column tracking_timestamp_us must increase")
         hands = _read_csv(root, HAND_TRACKING, HAND_TRACKING_COLUMNS)
-        if len(hands["tracking_timestamp_us"]) != n:
-            raise RecordingError(f"{root / HAND_TRACKING}: {len(hands['tracking_timestamp_us'])} rows, "
-                                 f"one per frame expected ({n})")
+        if not np.array_equal(hands["tracking_timestamp_us"], t // 1000):
+            raise RecordingError(f"{root / HAND_TRACKING}: column tracking_timestamp_us must hold the frame times "
+                                 f"of {FRAME_TIMESTAMPS} in us, one row per frame ({n})")
         summary = _read_json(root, HAND_SUMMARY, ("mean_confidence", "total_frames", "valid_frame_fraction",
                                                   "version"))
         return cls(root, metadata, calibration_json, t, trajectory, hands, summary)

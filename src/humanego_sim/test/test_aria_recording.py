@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -133,8 +134,7 @@ def test_trajectory_read_by_projectaria(recording_dir):
     uids = {p.graph_uid for p in poses}
     assert len(uids) == 1 and len(next(iter(uids))) == 36
     for i, p in enumerate(poses):
-        assert p.tracking_timestamp.days * 86400 * 10**6 + p.tracking_timestamp.seconds * 10**6 \
-            + p.tracking_timestamp.microseconds == TRAJ_NS[i] // 1000
+        assert p.tracking_timestamp // timedelta(microseconds=1) == TRAJ_NS[i] // 1000
         np.testing.assert_allclose(p.transform_world_device.to_matrix(), expected_T[i], atol=2e-6)
         np.testing.assert_allclose(p.gravity_world, [0.0, 0.0, -9.81])
         assert p.quality_score == 1.0
@@ -165,7 +165,7 @@ def test_hand_tracking_read_by_projectaria(recording_dir):
     results = mps.hand_tracking.read_hand_tracking_results(str(recording_dir / ar.HAND_TRACKING))
     assert len(results) == FRAMES
     for i, r in enumerate(results):
-        assert round(r.tracking_timestamp.total_seconds() * 1e6) == FRAME_NS[i] // 1000
+        assert r.tracking_timestamp // timedelta(microseconds=1) == FRAME_NS[i] // 1000
         for side in ("left", "right"):
             expected, got = hand(i, side), getattr(r, f"{side}_hand")
             if expected is None:
@@ -310,6 +310,15 @@ def test_bad_number_is_named_with_column_and_line(copy):
         Recording.open(copy)
 
 
+def test_hand_tracking_out_of_step_with_the_frames_is_named(copy):
+    path = copy / ar.HAND_TRACKING
+    lines = path.read_text().splitlines()
+    lines[2] = str(int(lines[2].split(",")[0]) + 1) + lines[2][lines[2].index(","):]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecordingError, match=r"hand_tracking_results\.csv: column tracking_timestamp_us must hold"):
+        Recording.open(copy)
+
+
 def test_frame_count_mismatch_and_bad_json_are_named(copy):
     path = copy / ar.FRAME_TIMESTAMPS
     path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
@@ -353,6 +362,8 @@ def test_writer_refuses_bad_input(tmp_path):
         writer.add_frame(20_000, image(1), {}, {"grasped": np.bool_(True)})
     with pytest.raises(ValueError, match="frame 1: gt 'T_world_bread' is float32"):
         writer.add_frame(20_000, image(1), {}, {**gt(1), "T_world_bread": np.eye(4, dtype=np.float32)})
+    with pytest.raises(ValueError, match="gt key 'episode' is reserved"):
+        writer.add_frame(20_000, image(1), {}, {**gt(1), "episode": np.float64(1)})
     with pytest.raises(ValueError, match="hands must be keyed"):
         writer.add_frame(20_000, image(1), {"middle": None}, gt(1))
     with pytest.raises(ValueError, match="set_trajectory was not called"):
