@@ -266,6 +266,8 @@ def test_given_device_pose_is_kept_and_the_camera_derived(tmp_path):
     exact = device_pose(FRAME_NS[:2])
     with new_writer(tmp_path / "d") as writer:
         np.testing.assert_allclose(writer.T_device_rgb, T_device_rgb)
+        np.testing.assert_array_equal(writer.fisheye_params, writer.camera_model().params)
+        np.testing.assert_array_equal(writer.fisheye_params, writer.rgb_calibration().get_projection_params())
         for i in range(2):
             writer.add_frame(int(FRAME_NS[i]), image(i), {}, {"T_world_device": exact[i]})
         writer.set_trajectory(TRAJ_NS, device_pose(TRAJ_NS))
