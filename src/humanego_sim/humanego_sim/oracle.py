@@ -133,15 +133,14 @@ class ArmKinematics:
 
 @dataclass(frozen=True)
 class GripperGeometry:
-    """Where the gripper's geoms are relative to the ``ee`` frame (z = pointing direction), open gripper.
+    """Where the gripper's geoms are relative to the ``ee`` frame (z = pointing direction), gripper open.
 
     Measured on the model so one controller fits every robot description.
     """
 
-    tip_offset: float       # how far the finger tips reach beyond ee along ee z (m)
-    palm_clearance: float   # distance from ee back to the nearest non-finger geom along ee z (m)
-    # Per geom: (is_finger, z_min, z_max, x half-extent) in the ee frame, for pusher contact estimates.
-    geoms: tuple[tuple[bool, float, float, float], ...]
+    tip_offset: float          # how far the finger tips reach beyond ee along ee z (m)
+    palm_clearance: float      # distance from ee back to the nearest non-finger geom along ee z (m)
+    finger_half_width: float   # half-extent of the fingers along ee x, the push direction (m)
 
     @staticmethod
     def measure(kin: ArmKinematics, q: np.ndarray, opening: float) -> GripperGeometry:
@@ -152,25 +151,17 @@ class GripperGeometry:
         finger_bodies = {m.jnt_bodyid[m.joint(j).id] for j in kin.robot.finger_joints}
         flange = m.body("flange").id
         corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
-        geoms = []
+        fingers, others = [], []
         for g in range(m.ngeom):
             body = m.geom_bodyid[g]
             if not _descends_from(m, body, flange):
                 continue
             centre, half = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
             world = (d.geom_xmat[g].reshape(3, 3) @ (centre + corners * half).T).T + d.geom_xpos[g]
-            local = (world - p_ee) @ R_ee
-            geoms.append((bool(body in finger_bodies), float(local[:, 2].min()), float(local[:, 2].max()),
-                          float(np.abs(local[:, 0]).max())))
-        tip = max(z1 for finger, _, z1, _ in geoms if finger)
-        palm = -max(z1 for finger, _, z1, _ in geoms if not finger)
-        return GripperGeometry(tip_offset=tip, palm_clearance=palm, geoms=tuple(geoms))
-
-    def pusher_half_width(self, ee_height: float, object_height: float) -> float:
-        """Half-extent along ee x of the gripper parts at the height of an object of ``object_height``
-        when the ee is ``ee_height`` above the table (pointing down)."""
-        widths = [x for _, z0, z1, x in self.geoms if ee_height - z1 < object_height and ee_height - z0 > 0]
-        return max(widths, default=0.0)
+            (fingers if body in finger_bodies else others).append((world - p_ee) @ R_ee)
+        fingers, others = np.vstack(fingers), np.vstack(others)
+        return GripperGeometry(tip_offset=float(fingers[:, 2].max()), palm_clearance=float(-others[:, 2].max()),
+                               finger_half_width=float(np.abs(fingers[:, 0]).max()))
 
 
 def _descends_from(model: mujoco.MjModel, body: int, ancestor: int) -> bool:
@@ -244,10 +235,12 @@ class OracleConfig:
     approach_height: float = 0.08   # pre-grasp / pre-place height of the tips above the object (m)
     lift_height: float = 0.10       # how high a grasped object is lifted off its support (m)
     release_height: float = 0.008   # the object's bottom this far above its support when released (m)
-    push_tip_height: float = 0.012  # finger tips above the table while pushing (m)
-    push_clearance: float = 0.025   # gap between gripper and box before a push (m)
+    push_tip_height: float = 0.012  # finger tips at least this high above the table while pushing (m)
+    push_clearance: float = 0.025   # gap between fingers and box before a push (m)
+    push_approach_height: float = 0.03  # tips above the box top when moving between pushes (m)
     push_tolerance: float = 0.02    # pushing stops this close to the goal centre (m)
     max_attempts: int = 3           # grasps or pushes tried before giving up
+    ik_tolerance: float = 0.005     # IK error (m, + 0.1 m/rad) beyond which a target counts as unreachable
 
 
 class OracleController:
@@ -303,7 +296,15 @@ class OracleController:
         while self._segment is not None and self._segment.finished(obs.time):
             self._advance(obs, lambda: self._plan.send(obs))
         target = self._segment.at(obs.time) if self._segment is not None else self._end
-        self._q, _ = self.kin.solve(target.position, down_rotation(target.yaw), self._q)
+        q, error = self.kin.solve(target.position, down_rotation(target.yaw), self._q)
+        if error > self.config.ik_tolerance:
+            # Out of reach (or at a joint limit): stop where the arm is rather than chase a wrong solution.
+            self.failure = (f"IK cannot reach {np.round(target.position, 3).tolist()} yaw {target.yaw:.2f} in phase "
+                            f"'{self.phase}' (error {error:.3f})")
+            self._segment, self.done = None, True
+            self._end = Waypoint(self.kin.fk(self._q)[:3, 3], target.yaw)
+        else:
+            self._q = q
         return Action(self._q.copy(), self._segment.gripper if self._segment is not None else self._end_gripper)
 
     def _advance(self, obs: Observation, step: Callable[[], Segment]) -> None:
@@ -323,12 +324,11 @@ class OracleController:
               label: str = "") -> Segment:
         c = self.config
         start = self._end
-        yaw = start.yaw if yaw is None else yaw
-        end = Waypoint(np.asarray(position, float), yaw)
+        end = Waypoint(np.asarray(position, float), start.yaw if yaw is None else yaw)
         # A min-jerk profile peaks at 1.875x its mean speed: size the duration so the peak obeys the limit.
         duration = max(c.min_duration,
                        1.875 * float(np.linalg.norm(end.position - start.position)) / (speed or c.speed),
-                       1.875 * abs(yaw - start.yaw) / c.yaw_rate)
+                       1.875 * abs(end.yaw - start.yaw) / c.yaw_rate)
         return Segment(start, end, self._end_gripper if gripper is None else gripper, duration, label=label)
 
     def _hold(self, seconds: float, gripper: float | None = None, label: str = "") -> Segment:
@@ -401,13 +401,16 @@ class OracleController:
 
     def _push(self, obs: Observation):
         c, t = self.config, self.task
+        g = self.gripper_geometry
         spec = t.objects[t.manipulated]
-        height = object_height(spec)
         half = np.array(spec.size[:2]) / 2
-        ee_z = self._ee_height_for_tips(self.table + c.push_tip_height)
-        travel_z = self._ee_height_for_tips(self.table + height + c.approach_height)
-        pusher = self.gripper_geometry.pusher_half_width(ee_z - self.table, height)
-        standoff_width = max(x for _, _, _, x in self.gripper_geometry.geoms)
+        top = self.table + object_height(spec)
+        # Only the closed fingers may touch the box, as low as they can: a palm riding on the box's top edge
+        # drags and tips it. So the tips go low unless that would bring the palm down to the box's top.
+        tips = max(self.table + c.push_tip_height, top + c.palm_margin - g.tip_offset - g.palm_clearance)
+        ee_z = self._ee_height_for_tips(tips)
+        # Low between pushes: the start of a push can be near the base, where a high wrist is out of reach.
+        travel_z = self._ee_height_for_tips(top + c.push_approach_height)
         for _ in range(c.max_attempts):
             T_box, goal = obs.objects[t.manipulated], obs.objects[t.goal][:3, 3]
             delta = goal[:2] - T_box[:2, 3]
@@ -420,8 +423,8 @@ class OracleController:
             # Half-extent of the box along the push direction.
             extent = half[0] * abs(math.cos(heading - box_yaw)) + half[1] * abs(math.sin(heading - box_yaw))
             yaw = closest_symmetric_yaw(heading, self.home_yaw, math.pi)
-            start_xy = T_box[:2, 3] - d * (extent + standoff_width + c.push_clearance)
-            end_xy = goal[:2] - d * (extent + pusher)
+            start_xy = T_box[:2, 3] - d * (extent + g.finger_half_width + c.push_clearance)
+            end_xy = goal[:2] - d * (extent + g.finger_half_width)
             here = self._end.position
             if here[2] < travel_z:
                 obs = yield self._move(np.r_[here[:2], travel_z], gripper=self.closed, label="rise")

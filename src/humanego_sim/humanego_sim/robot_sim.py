@@ -231,6 +231,9 @@ class RobotSim:
             else:
                 self.world.set_arm_targets(self._targets)
             mujoco.mj_step(self.model, self.data)
+        # mj_step leaves body poses at the state before its last integration: bring them up to the new
+        # joint positions, so snapshots, TF and images all show the same instant.
+        mujoco.mj_kinematics(self.model, self.data)
 
     # ----- state -----
     def snapshot(self) -> Snapshot:

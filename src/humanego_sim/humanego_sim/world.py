@@ -170,10 +170,10 @@ def _robot_spec(name: str, mount: RobotMount, timestep: float) -> mujoco.MjSpec:
     # The driven finger carries the drive's damping: real grippers close at a few cm/s, and a finger that
     # snapped shut would hit an object fast enough to tunnel into it.
     fingers[0].damping = [mount.gripper_force / mount.gripper_speed, 0.0, 0.0]
-    # <mimic> in the URDF couples the fingers; MuJoCo ignores it, so state it as a joint equality, stiff
-    # (2 physics steps) as the rack of a real gripper.
-    coupling = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=fingers[0].name, name2=fingers[1].name,
-                                 data=[0, 1, 0, 0, 0] + [0] * 7)
+    # MuJoCo turns the URDF's <mimic> into a joint equality coupling the fingers; make it stiff (2 physics
+    # steps), as rigid as the rack of a real gripper.
+    (coupling,) = [e for e in spec.equalities if e.type == mujoco.mjtEq.mjEQ_JOINT
+                   and {e.name1, e.name2} == {fingers[0].name, fingers[1].name}]
     coupling.solref = [2 * timestep, 1.0]
     grip = spec.add_actuator(name="gripper_servo", target=fingers[0].name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
     grip.set_to_position(kp=mount.gripper_kp, dampratio=1.0, inheritrange=True)
