@@ -419,7 +419,7 @@ class World:
         return labels
 
     def labels_from_segmentation(self, seg: np.ndarray) -> np.ndarray:
-        geom_ids = np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)
+        geom_ids = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
         return self._geom_label[geom_ids]
 
     def close(self) -> None:
