@@ -2,9 +2,9 @@
 
 Each demo is rendered from the head of the kinematic demonstrator through the real Aria RGB
 calibration and written as a recording folder (see ``aria_recording``). Demo ``i`` uses seed
-``seed + i``, so a folder is reproducible on its own. Demos are built in ``<out>/.partial/`` and moved
-into place when complete: an interrupted run leaves no half demo behind, and a rerun skips finished
-demos and redoes the partial one.
+``seed + i``, so a folder is reproducible on its own. The recording writer builds each demo in
+``<demo>.incomplete`` and renames it when complete: an interrupted run leaves no half demo under a
+demo's name, and a rerun skips finished demos and redoes the interrupted one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from humanego_sim.human import Demonstration, HumanBody, HumanConfig, HumanFrame
 from humanego_sim.tasks import PlacementError, load_task, task_summary
 from humanego_sim.world import World, WorldConfig, load_world_config
 
-FORMAT_NAME = "humanego_synthetic_aria"
 LANDMARK_NOISE_M = 0.003  # MPS hand tracking is not exact; the ground truth in gt/ is
 TRAJECTORY_RATE_HZ = 200.0
 MIN_VISIBLE_LANDMARKS = 11  # a hand counts as tracked when most of its landmarks are in the image
@@ -80,12 +78,27 @@ class DemoGenerator:
         demo = Demonstration(task, cfg, self.world_config.table.height, initial, np.random.default_rng([seed, 1]))
         noise = np.random.default_rng([seed, 2])
         metadata = {
-            "format": FORMAT_NAME, "synthetic": True, "task": task_summary(task), "instruction": task.instruction,
+            "synthetic": True, "task": task_summary(task), "instruction": task.instruction,
             "seed": seed, "fps": cfg.fps, "duration_s": demo.duration,
             "world_config": to_dict(self.world_config), "human_config": to_dict(cfg),
         }
-        writer = RecordingWriter(out_dir, width=self.width, height=self.height, fps=cfg.fps, metadata=metadata,
-                                 calibration_json=self.calibration_json)
+        with RecordingWriter(out_dir, width=self.width, height=self.height, fps=cfg.fps, metadata=metadata,
+                             calibration_json=self.calibration_json) as writer:
+            self._write_frames(writer, demo, noise)
+            self.world.set_object_pose(task.manipulated, demo.final_object_pose)
+            self.world.forward()
+            check = self.world.check_success()
+            writer.finish({
+                "success": check.success, "xy_distance": check.xy_distance,
+                "height_above_goal": check.height_above_goal, "seed": seed,
+                "placements": {n: vars(p) for n, p in self.world.placements.items()},
+                "object_names": list(task.objects), "label_names": self.world.label_names(),
+                "phases": [s.phase for s in demo.segments],
+            })
+        return len(demo.frame_times()), check.success
+
+    def _write_frames(self, writer: RecordingWriter, demo: Demonstration, noise: np.random.Generator) -> None:
+        seed = int(writer.metadata["seed"])
         T_rgb_device = geometry.invert(self.T_device_rgb)
         times = demo.frame_times()
         start_ns = 1_000_000_000 + seed * 1_000  # device clocks start anywhere; keep them distinct per demo
@@ -107,20 +120,9 @@ class DemoGenerator:
             for name, T in frame.objects.items():
                 gt[f"T_world_{name}"] = T
             writer.add_frame(start_ns + int(round(t * 1e9)), rgb, {"left": None, "right": right}, gt)
-        traj_t = np.arange(0.0, demo.duration, 1.0 / TRAJECTORY_RATE_HZ)
+        traj_t = np.arange(0.0, times[-1] + 2.0 / TRAJECTORY_RATE_HZ, 1.0 / TRAJECTORY_RATE_HZ)
         device = np.stack([demo.frame(float(t)).T_world_rgb @ T_rgb_device for t in traj_t])
         writer.set_trajectory(start_ns + np.round(traj_t * 1e9).astype(np.int64), device)
-        self.world.set_object_pose(task.manipulated, demo.final_object_pose)
-        self.world.forward()
-        check = self.world.check_success()
-        writer.finish({
-            "success": check.success, "xy_distance": check.xy_distance,
-            "height_above_goal": check.height_above_goal, "seed": seed,
-            "placements": {n: vars(p) for n, p in self.world.placements.items()},
-            "object_names": list(task.objects), "label_names": self.world.label_names(),
-            "phases": [s.phase for s in demo.segments],
-        })
-        return len(times), check.success
 
     def _pose_scene(self, frame: HumanFrame) -> None:
         for name, T in frame.objects.items():
@@ -150,9 +152,6 @@ def generate(task: str, num: int, out: Path, seed: int = 0, width: int = 512, he
              calibration_json: str | None = None, progress: bool = True) -> list[DemoResult]:
     """Generate demos 0..num-1 into ``out``, skipping complete ones; writes ``out/summary.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    partial_root = out / ".partial"
-    if partial_root.exists():
-        shutil.rmtree(partial_root)  # leftovers of an interrupted run: those demos are redone
     generator: DemoGenerator | None = None
     results: list[DemoResult] = []
     bar = tqdm(range(num), desc=f"{task} demos", unit="demo", disable=not progress)
@@ -167,16 +166,12 @@ def generate(task: str, num: int, out: Path, seed: int = 0, width: int = 512, he
             if generator is None:
                 generator = DemoGenerator(task, width, height, world_config, human_config, calibration_json)
             started = time.perf_counter()
-            partial = partial_root / name
-            frames, success = generator.generate(partial, seed + i)
-            partial.rename(final)
+            frames, success = generator.generate(final, seed + i)
             results.append(DemoResult(name, frames, success, time.perf_counter() - started, skipped=False))
             bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
     finally:
         if generator is not None:
             generator.close()
-        if partial_root.exists() and not any(partial_root.iterdir()):
-            partial_root.rmdir()
     _write_summary(out, task, seed, results)
     return results
 
@@ -247,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(str(args.calibration), "", "file not found")
             calibration = args.calibration.read_text()
         w, h = args.size
-        results = generate(args.task, args.num, args.out, args.seed, w, h, world_config, human_config, calibration,
-                           progress=not args.no_progress)
+        generate(args.task, args.num, args.out, args.seed, w, h, world_config, human_config, calibration,
+                 progress=not args.no_progress)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"[ERROR] {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,10 @@ from humanego_sim.tasks import Task, footprint_radius, object_height, support_he
 from humanego_sim.world import OPTICAL_FROM_MUJOCO_CAMERA, look_at_rotation
 
 SKIN_RGBA = [0.87, 0.67, 0.54, 1.0]
+# Aria's RGB sensor is mounted sideways: on the real MPS sample + VRS calibration the camera's x axis
+# points down in the world when the wearer looks ahead. Raw synthetic frames are sideways too, so they
+# go through the same 90-degree rotation as real ones downstream.
+SENSOR_FROM_UPRIGHT = Rotation.from_euler("z", 90, degrees=True).as_matrix()
 
 # Anatomical hand coordinates (right hand): f along the fingers, n out of the palm, t towards the
 # thumb; (f, n, t) is right-handed. The MPS wrist frame of a right hand is x = -f, y = -n, z = t
@@ -499,7 +503,7 @@ class Demonstration:
         eye = np.array(cfg.head) + 0.9 * lean + cfg.head_drift * self._noise(t, 1)
         R = look_at_rotation(eye, self._gaze_target(t))
         roll = math.radians(cfg.head_roll_deg) * float(self._noise(t, 2)[0])
-        R = R @ Rotation.from_euler("z", roll).as_matrix()
+        R = R @ Rotation.from_euler("z", roll).as_matrix() @ SENSOR_FROM_UPRIGHT
         objects = {k: v.copy() for k, v in self.initial_objects.items()}
         name = self.task.manipulated
         objects[name] = self._object_pose_at(i, T_grasp)

@@ -122,6 +122,8 @@ def test_head_camera_really_moves_and_demos_are_deterministic(world_config):
     times = a.frame_times()
     cams = np.stack([a.frame(float(t)).T_world_rgb for t in times])
     np.testing.assert_array_equal(cams, np.stack([b.frame(float(t)).T_world_rgb for t in times]))
+    # Mounted like the real sensor: image x points down in the world (see SENSOR_FROM_UPRIGHT).
+    assert np.all(cams[:, 2, 0] < -0.5)
     translation = np.ptp(cams[:, :3, 3], axis=0)
     assert np.linalg.norm(translation) > 0.03
     angles = Rotation.from_matrix(np.einsum("ji,njk->nik", cams[0, :3, :3], cams[:, :3, :3])).magnitude()
