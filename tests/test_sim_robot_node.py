@@ -6,6 +6,7 @@ message, a pose reached, a service answer), never by sleeping a fixed time.
 
 import math
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -182,3 +183,11 @@ def test_sim_robot_node_end_to_end(node, workspace):
     # The NaN trajectory was rejected with a reason, never applied.
     processes.stop_all()
     assert "joint_trajectory rejected" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("argument, named", [("robot:=kuka", "'robot'"), ("task:=fold_laundry", "'task'")])
+def test_bad_parameters_fail_at_start_naming_the_parameter(argument, named):
+    out = subprocess.run(["humanego", "run", "humanego_sim", "sim_robot", "--ros-args", "-p", argument],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "cannot start" in out.stderr and named in out.stderr

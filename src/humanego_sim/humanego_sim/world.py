@@ -49,10 +49,10 @@ class RobotMount:
 
 @dataclass
 class EgoCamera:
-    position: list[float] = option(default_factory=lambda: [-0.22, 0.25, 1.42],
+    position: list[float] = option(default_factory=lambda: [-0.12, 0.42, 1.55],
                                    help="camera position in world (m): a head-like viewpoint over the table")
-    look_at: list[float] = option(default_factory=lambda: [0.50, 0.02, 0.72], help="point the camera looks at (m)")
-    fovy_deg: float = option(60.0, help="vertical field of view (deg)", minimum=10.0, maximum=150.0)
+    look_at: list[float] = option(default_factory=lambda: [0.50, -0.08, 0.74], help="point the camera looks at (m)")
+    fovy_deg: float = option(55.0, help="vertical field of view (deg)", minimum=10.0, maximum=150.0)
     width: int = option(320, help="image width (px)", minimum=16, maximum=2048)
     height: int = option(240, help="image height (px)", minimum=16, maximum=2048)
 
