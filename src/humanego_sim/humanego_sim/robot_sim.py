@@ -94,10 +94,15 @@ class RobotSimStats:
 class RobotSim:
     """A World with a robot, driven by joint trajectories and gripper commands."""
 
-    def __init__(self, task: Task, robot: str, config: WorldConfig | None = None, seed: int = 0):
+    def __init__(self, task: Task, robot: str, config: WorldConfig | None = None, seed: int = 0,
+                 multisampling: int | None = None):
+        """``multisampling``: anti-aliasing samples of rendered images (None keeps the world's); each costs
+        render time on a CPU renderer."""
         self.world = World(task, config, robot=robot)
         self.robot = self.world.robot
         self.model, self.data = self.world.model, self.world.data
+        if multisampling is not None:
+            self.model.vis.quality.offsamples = multisampling
         self.timestep = float(self.model.opt.timestep)
         self.stats = RobotSimStats()
         self.joint_names = self.robot.arm_joints + self.robot.finger_joints
@@ -241,7 +246,7 @@ class RobotSim:
         qpos = np.r_[self.data.qpos[r.arm_qpos], self.data.qpos[r.finger_qpos]]
         finger_dof = [self.model.joint(j).dofadr[0] for j in r.finger_joints]
         qvel = np.r_[self.data.qvel[r.arm_dof], self.data.qvel[finger_dof]]
-        links = [(parent, child, self._relative(parent, child)) for parent, child in self._moving]
+        links = [(parent, child, self._relative(i, j)) for parent, child, i, j in self._moving]
         objects = {name: self.world.object_pose(name) for name in self.world.task.objects}
         return Snapshot(self.stamp_ns(), self.elapsed, self.seed, list(self.joint_names), qpos, qvel, links,
                         objects, self.world.check_success())
@@ -252,7 +257,7 @@ class RobotSim:
         T_link_optical = np.eye(4)
         T_link_optical[:3, :3] = R_LINK_OPTICAL
         T_world_link = T_world_optical @ np.linalg.inv(T_link_optical)
-        fixed = [(parent, child, self._relative(parent, child)) for parent, child in self._fixed]
+        fixed = [(parent, child, self._relative(i, j)) for parent, child, i, j in self._fixed]
         return fixed + [(WORLD_FRAME, CAMERA_LINK, T_world_link), (CAMERA_LINK, CAMERA_OPTICAL_FRAME, T_link_optical)]
 
     def camera_matrix(self, width: int, height: int) -> np.ndarray:
@@ -265,23 +270,22 @@ class RobotSim:
         self.world.close()
 
     # ----- TF tree -----
-    def _link_tree(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """(parent, child) frame pairs of the robot's links, split into moving (with a joint) and fixed."""
+    def _link_tree(self) -> tuple[list[tuple[str, str, int, int]], list[tuple[str, str, int, int]]]:
+        """(parent, child, parent body, child body) of the robot's links, split into moving (with a joint)
+        and fixed; body 0 is the world."""
         m = self.model
         moving, fixed = [], []
         for name in self.robot.link_bodies:
             body = m.body(name).id
-            parent = m.body_parentid[body]
-            pair = (WORLD_FRAME if parent == 0 else m.body(parent).name, name)
-            (moving if m.body_jntnum[body] > 0 else fixed).append(pair)
+            parent = int(m.body_parentid[body])
+            link = (WORLD_FRAME if parent == 0 else m.body(parent).name, name, parent, body)
+            (moving if m.body_jntnum[body] > 0 else fixed).append(link)
         return moving, fixed
 
-    def _relative(self, parent: str, child: str) -> np.ndarray:
-        T_child = self.world.body_pose(child)
-        if parent == WORLD_FRAME:
-            return T_child
-        T_parent = self.world.body_pose(parent)
+    def _relative(self, parent: int, child: int) -> np.ndarray:
+        """T_parent_child from the bodies' world poses (straight from MjData: this runs at the TF rate)."""
+        R_parent, p_parent = self.data.xmat[parent].reshape(3, 3), self.data.xpos[parent]
         T = np.eye(4)
-        T[:3, :3] = T_parent[:3, :3].T @ T_child[:3, :3]
-        T[:3, 3] = T_parent[:3, :3].T @ (T_child[:3, 3] - T_parent[:3, 3])
+        T[:3, :3] = R_parent.T @ self.data.xmat[child].reshape(3, 3)
+        T[:3, 3] = R_parent.T @ (self.data.xpos[child] - p_parent)
         return T

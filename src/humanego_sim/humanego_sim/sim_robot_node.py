@@ -66,7 +66,17 @@ def parameters() -> list[ParamSpec]:
         ParamSpec("camera_width", camera.width, "Ego camera image width (px).", minimum=16, maximum=2048),
         ParamSpec("camera_height", camera.height, "Ego camera image height (px).", minimum=16, maximum=2048),
         ParamSpec("depth", True, "Also publish camera/depth/image_raw."),
+        ParamSpec("camera_multisampling", 0, "Anti-aliasing samples per pixel of the camera images; 4 gives "
+                  "smoother edges at about twice the render time on a CPU (then 30 Hz rgb + depth at 320x240 no "
+                  "longer keeps up with real time on 2 cores).", minimum=0, maximum=16),
     ]
+
+
+def next_due(due_ns: int, period_ns: int, now_ns: int) -> int:
+    """The next time of a periodic publication: on its own schedule (publications land on physics chunk
+    boundaries; rescheduling from "now" would lower the rate), never in the past."""
+    due_ns += period_ns
+    return due_ns if due_ns > now_ns else now_ns + period_ns
 
 
 def transform_stamped(T: np.ndarray, parent: str, child: str, stamp) -> TransformStamped:
@@ -85,7 +95,7 @@ class SimRobotNode(Node):
     def __init__(self):
         super().__init__("sim_robot")
         p = self.params = declare_parameters(self, parameters())
-        self.sim = RobotSim(load_task(p["task"]), p["robot"], seed=p["seed"])
+        self.sim = RobotSim(load_task(p["task"]), p["robot"], seed=p["seed"], multisampling=p["camera_multisampling"])
         self.task = self.sim.world.task
         self._lock = threading.Lock()  # the sim is stepped by the physics thread, commanded by callbacks
 
@@ -167,7 +177,7 @@ class SimRobotNode(Node):
                     snap = self.sim.snapshot()
                     frames = None
                     if self.camera and snap.stamp_ns >= next_camera:
-                        next_camera = snap.stamp_ns + camera_ns
+                        next_camera = next_due(next_camera, camera_ns, snap.stamp_ns)
                         frames = tuple(self.sim.render(p["camera_width"], p["camera_height"], kind)
                                        if self._wanted(pub) else None
                                        for kind, pub in (("rgb", self.pub_image), ("depth", self.pub_depth)))
@@ -175,7 +185,7 @@ class SimRobotNode(Node):
                 if frames is not None:
                     self._publish_camera(snap.stamp_ns, *frames)
                 if snap.stamp_ns >= next_task:
-                    next_task = snap.stamp_ns + task_ns
+                    next_task = next_due(next_task, task_ns, snap.stamp_ns)
                     self._publish_task_state(snap)
                 if rtf > 0:
                     ahead = (snap.stamp_ns - anchor_sim) * 1e-9 / rtf - (time.monotonic() - anchor_wall)
