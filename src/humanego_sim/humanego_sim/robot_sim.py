@@ -191,8 +191,10 @@ class RobotSim:
         clamped = np.clip(positions, limits[:, 0], limits[:, 1])
         self.stats.clamped += int(np.any(clamped != np.asarray(positions)))
         absolute = (now if start_time is None else start_time) + times
-        if absolute[-1] <= now:
+        if absolute[-1] < now:
             raise CommandRejected("in_the_past", f"the trajectory ended {now - absolute[-1]:.3f} s ago")
+        if absolute[-1] == now:  # a position target for right now (time_from_start 0): the servos get it as is
+            return _ActiveTrajectory(joints, np.array([now]), clamped[-1:], None)
         # Points already past are dropped; the arm goes from where it is commanded now to the next one.
         future = absolute > now
         current = self._current_targets()[joints]

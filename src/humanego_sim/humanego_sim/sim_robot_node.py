@@ -2,11 +2,14 @@
 
 Wires :class:`humanego_sim.robot_sim.RobotSim` to ROS. Physics runs in its own thread, in real time
 scaled by ``real_time_factor`` (0 = as fast as possible); every message is stamped with the sim time of
-the state it derives from, and with ``publish_clock`` that time is also published on ``/clock`` so other
-nodes can run with ``use_sim_time:=true``.
+the state it derives from (from 0 at start, continuing across resets), which is also published on
+``/clock`` (``publish_clock``) so other nodes run with ``use_sim_time:=true``, as with Gazebo.
+Images are rendered only while somebody subscribes to them.
 
-Subscribes  joint_trajectory (trajectory_msgs/JointTrajectory, reliable): arm joints by URDF name;
-            header.stamp zero = start now, otherwise the sim time of time_from_start 0
+Subscribes  joint_trajectory (trajectory_msgs/JointTrajectory, reliable): arm joints by URDF name, a
+            subset allowed; header.stamp zero = start now, otherwise the sim time of time_from_start 0;
+            one point with time_from_start 0 = a position target applied at once; an empty trajectory
+            stops the arm where it is. Bad commands (unknown joints, NaN/inf, ...) are rejected whole.
             gripper_command (std_msgs/Float64, reliable): target opening per finger (m), 0 = closed
 Publishes   joint_states (sensor_msgs/JointState, reliable): arm + finger joints
             camera/image_raw (rgb8), camera/depth/image_raw (32FC1, metres along the optical axis),
@@ -57,7 +60,8 @@ def parameters() -> list[ParamSpec]:
                   minimum=0, maximum=2**62),
         ParamSpec("real_time_factor", 1.0, "Sim seconds per wall-clock second; 0 runs as fast as possible.",
                   minimum=0.0, maximum=1000.0),
-        ParamSpec("publish_clock", False, "Publish /clock with the sim time (run other nodes with use_sim_time)."),
+        ParamSpec("publish_clock", True, "Publish /clock with the sim time, which stamps every message (run the "
+                  "other nodes with use_sim_time:=true)."),
         ParamSpec("joint_state_rate_hz", 100.0, "Rate of joint_states and /tf, in sim time.",
                   minimum=1.0, maximum=500.0),
         ParamSpec("task_state_rate_hz", 10.0, "Rate of task_state, in sim time.", minimum=0.1, maximum=500.0),

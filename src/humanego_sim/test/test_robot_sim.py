@@ -113,6 +113,15 @@ def test_start_time_and_dropped_past_points(fresh):
     assert sim._current_targets()[0] == pytest.approx(j1 + 0.5 * (0.4 - j1), abs=1e-3)
 
 
+def test_point_at_time_zero_is_a_direct_position_target(fresh):
+    sim = fresh
+    target = arm(sim)[:2] + [0.2, -0.1]
+    sim.set_trajectory(["joint1", "joint2"], [TrajectoryPoint(0.0, target)])
+    np.testing.assert_allclose(sim._current_targets()[:2], target)
+    run_for(sim, 1.0)
+    np.testing.assert_allclose(arm(sim)[:2], target, atol=5e-3)
+
+
 def test_empty_trajectory_holds_current_target(fresh):
     sim = fresh
     sim.set_trajectory(["joint1"], [TrajectoryPoint(1.0, [0.6])])
