@@ -43,10 +43,6 @@ def down_rotation(yaw: float) -> np.ndarray:
     return rot_z(yaw) @ R_DOWN
 
 
-def wrap_angle(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
 def closest_symmetric_yaw(yaw: float, reference: float, period: float) -> float:
     """The angle equal to ``yaw`` modulo ``period`` that is closest to ``reference``."""
     return reference + (yaw - reference + period / 2) % period - period / 2
@@ -353,14 +349,15 @@ class OracleController:
         g = self.gripper_geometry
         # Deep enough for a firm grip, with the palm above the object and the tips above the table.
         depth = min(height - c.tip_clearance, g.tip_offset + g.palm_clearance - c.palm_margin)
-        # Boxes are symmetric under half a turn, cubes (square footprint) under a quarter turn.
-        period = math.pi / 2 if spec.shape == "box" and math.isclose(spec.size[0], spec.size[1]) else math.pi
-        if spec.shape == "cylinder":
-            period = 2 * math.pi
         for attempt in range(c.max_attempts):
             T_obj = obs.objects[t.manipulated]
-            obj_yaw = math.atan2(T_obj[1, 0], T_obj[0, 0])
-            yaw = closest_symmetric_yaw(obj_yaw, self.home_yaw, period)
+            yaw = self.home_yaw  # round objects: any yaw grips them
+            if spec.shape == "box":
+                # Fingers (along ee y) close across the box's narrower side; a box is symmetric under half a
+                # turn, a square one under a quarter turn: take the grasp closest to the wrist's home.
+                across = math.atan2(T_obj[1, 0], T_obj[0, 0]) + (math.pi / 2 if spec.size[0] < spec.size[1] else 0)
+                period = math.pi / 2 if math.isclose(spec.size[0], spec.size[1]) else math.pi
+                yaw = closest_symmetric_yaw(across, self.home_yaw, period)
             top = T_obj[2, 3] + height
             grasp = np.r_[T_obj[:2, 3], self._ee_height_for_tips(max(top - depth, self.table + c.tip_clearance))]
             above = grasp + [0, 0, depth + c.approach_height]
