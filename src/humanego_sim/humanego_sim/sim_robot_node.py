@@ -21,9 +21,12 @@ Service     reset (humanego_interfaces/srv/ResetEpisode): new placement from the
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
+import traceback
 
 import mujoco
 import numpy as np
@@ -198,8 +201,11 @@ class SimRobotNode(Node):
                     elif ahead < -MAX_LAG_S:
                         anchor_wall, anchor_sim = time.monotonic(), snap.stamp_ns
         except Exception:
-            if self.context.ok():  # after Ctrl-C the context dies before the node: publishing then fails
-                raise
+            # After Ctrl-C the context dies before the node and publishing fails: that is the normal end.
+            # Otherwise stop the whole node, as Ctrl-C would, rather than leave it up without a simulation.
+            if self.context.ok():
+                self.get_logger().fatal(f"physics thread failed, shutting down:\n{traceback.format_exc()}")
+                os.kill(os.getpid(), signal.SIGINT)
         finally:
             self.sim.close()  # the renderer belongs to this thread's GL context
 
