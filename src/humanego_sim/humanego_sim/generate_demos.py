@@ -59,10 +59,9 @@ class DemoGenerator:
         self.world = World(self.task, self.world_config, human=self.body)
         self.width, self.height = width, height
         self.calibration_json = calibration_json
-        probe = RecordingWriter.camera_for(width, height, calibration_json)
-        self.camera = probe
-        self.renderer = FisheyeRenderer.from_camera_model(self.world, HumanBody.CAMERA, probe)
-        self.T_device_rgb = probe.T_device_camera
+        self.camera = RecordingWriter.camera_for(width, height, calibration_json)
+        self.renderer = FisheyeRenderer.from_camera_model(self.world, HumanBody.CAMERA, self.camera)
+        self.T_device_rgb = self.camera.T_device_camera
 
     def close(self) -> None:
         self.world.close()
