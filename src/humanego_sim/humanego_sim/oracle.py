@@ -28,7 +28,7 @@ import mujoco
 import numpy as np
 
 from humanego_sim.tasks import Task, load_task, object_height, support_height
-from humanego_sim.world import RobotInfo, World
+from humanego_sim.world import RobotInfo, World, has_ancestor
 
 # Gripper pointing down with zero yaw: ee x along world x, ee z along world -z (fingers open along ee y).
 R_DOWN = np.diag([1.0, -1.0, -1.0])
@@ -150,7 +150,7 @@ class GripperGeometry:
         fingers, others = [], []
         for g in range(m.ngeom):
             body = m.geom_bodyid[g]
-            if not _descends_from(m, body, flange):
+            if not has_ancestor(m, body, flange):
                 continue
             centre, half = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
             world = (d.geom_xmat[g].reshape(3, 3) @ (centre + corners * half).T).T + d.geom_xpos[g]
@@ -160,12 +160,6 @@ class GripperGeometry:
                                finger_half_width=float(np.abs(fingers[:, 0]).max()))
 
 
-def _descends_from(model: mujoco.MjModel, body: int, ancestor: int) -> bool:
-    while body > 0:
-        if body == ancestor:
-            return True
-        body = model.body_parentid[body]
-    return False
 
 
 # ----------------------------------------------------------------------------------------------------

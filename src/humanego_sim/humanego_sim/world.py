@@ -103,7 +103,8 @@ class RobotInfo:
     link_bodies: list[str] = field(default_factory=list)
 
 
-def _has_ancestor(model: mujoco.MjModel, body: int, ancestor: int) -> bool:
+def has_ancestor(model: mujoco.MjModel, body: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is ``body`` or on its chain of parents."""
     while body > 0:
         if body == ancestor:
             return True
@@ -263,7 +264,7 @@ class World:
             raise ValueError(f"world config robot.home.{name}: {len(home)} values for {len(arm)} arm joints")
         f0 = m.joint(fingers[0])
         base = m.body("base_link").id
-        robot_bodies = [m.body(i).name for i in range(1, m.nbody) if _has_ancestor(m, i, base)]
+        robot_bodies = [m.body(i).name for i in range(1, m.nbody) if has_ancestor(m, i, base)]
         return RobotInfo(
             name=name, arm_joints=arm, finger_joints=fingers,
             finger_range=(float(f0.range[0]), float(f0.range[1])),
