@@ -4,9 +4,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
 
 WORKSPACE = Path(__file__).resolve().parents[1]
 
@@ -36,6 +39,60 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+class Probe:
+    """The test's side of a node test: a node in its own context whose subscriptions keep what arrives
+    (``got[key]``), and waiting on conditions (never on fixed sleeps)."""
+
+    TIMEOUT_S = 60.0
+
+    def __init__(self, name: str, subscriptions: dict):
+        """``subscriptions``: key -> (message type, topic, QoS profile)."""
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.got = {key: [] for key in subscriptions}
+        for key, (msg_type, topic, profile) in subscriptions.items():
+            self.node.create_subscription(msg_type, topic, self.got[key].append, profile)
+
+    def wait(self, condition, what: str, proc=None, timeout_s: float | None = None):
+        """Spin until ``condition()`` is truthy and return its value; fail if ``proc`` exits first."""
+        deadline = time.monotonic() + (timeout_s or self.TIMEOUT_S)
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"node exited ({proc.returncode}) while waiting for {what}: {proc.stderr.read()}")
+            self.executor.spin_once(timeout_sec=0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def call(self, client, request, proc=None):
+        assert client.wait_for_service(timeout_sec=self.TIMEOUT_S), f"no service {client.srv_name}"
+        future = client.call_async(request)
+        self.wait(future.done, client.srv_name, proc)
+        return future.result()
+
+    def close(self):
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def probe():
+    """``probe(name, subscriptions)`` makes a :class:`Probe`; all are closed after the test."""
+    made = []
+
+    def make(name: str, subscriptions: dict) -> Probe:
+        made.append(Probe(name, subscriptions))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
 
 
 @pytest.fixture

@@ -7,14 +7,11 @@ message, a pose reached, a service answer), never by sleeping a fixed time.
 import math
 import os
 import subprocess
-import time
 
 import numpy as np
 import pinocchio as pin
 import pytest
-import rclpy
 from builtin_interfaces.msg import Duration
-from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from tf2_msgs.msg import TFMessage
@@ -26,55 +23,21 @@ from humanego_ros import conversions as conv
 from humanego_ros import qos
 from humanego_sim.world import intrinsics, load_world_config
 
-TIMEOUT_S = 60.0
 ARM = ["joint1", "joint2", "joint3", "joint4", "joint5", "joint6", "joint7"]
 WIDTH, HEIGHT = 64, 48
 
 
-class Probe:
-    """The test's side: subscriptions that keep what arrives, and waiting on conditions."""
-
-    def __init__(self, ns: str):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("sim_robot_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.got = {key: [] for key in ("joints", "image", "depth", "info", "tf", "tf_static", "task", "clock")}
-        subs = [(JointState, f"{ns}/joint_states", "joints", qos.COMMAND),
-                (Image, f"{ns}/camera/image_raw", "image", qos.SENSOR),
-                (Image, f"{ns}/camera/depth/image_raw", "depth", qos.SENSOR),
-                (CameraInfo, f"{ns}/camera/camera_info", "info", qos.SENSOR),
-                (TFMessage, "/tf", "tf", qos.TF), (TFMessage, "/tf_static", "tf_static", qos.TF_STATIC),
-                (TaskState, f"{ns}/task_state", "task", qos.COMMAND), (Clock, "/clock", "clock", qos.SENSOR)]
-        for msg_type, topic, key, profile in subs:
-            self.node.create_subscription(msg_type, topic, self.got[key].append, profile)
-        self.trajectory = self.node.create_publisher(JointTrajectory, f"{ns}/joint_trajectory", qos.COMMAND)
-        self.reset = self.node.create_client(ResetEpisode, f"{ns}/reset")
-
-    def wait(self, condition, what: str, proc):
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            assert proc.poll() is None, f"node exited while waiting for {what}: {proc.stderr.read()}"
-            self.executor.spin_once(timeout_sec=0.05)
-        raise AssertionError(f"timed out waiting for {what}")
-
-    def call_reset(self, seed: int, proc):
-        assert self.reset.wait_for_service(timeout_sec=TIMEOUT_S)
-        future = self.reset.call_async(ResetEpisode.Request(seed=seed))
-        self.wait(future.done, f"reset({seed})", proc)
-        return future.result()
-
-    def close(self):
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+def subscriptions(ns: str) -> dict:
+    return {"joints": (JointState, f"{ns}/joint_states", qos.COMMAND),
+            "image": (Image, f"{ns}/camera/image_raw", qos.SENSOR),
+            "depth": (Image, f"{ns}/camera/depth/image_raw", qos.SENSOR),
+            "info": (CameraInfo, f"{ns}/camera/camera_info", qos.SENSOR),
+            "tf": (TFMessage, "/tf", qos.TF), "tf_static": (TFMessage, "/tf_static", qos.TF_STATIC),
+            "task": (TaskState, f"{ns}/task_state", qos.COMMAND), "clock": (Clock, "/clock", qos.SENSOR)}
 
 
 @pytest.fixture
-def node(processes):
+def node(processes, probe):
     ns = f"/simtest_{os.getpid()}"
     proc = processes.start(["humanego", "run", "humanego_sim", "sim_robot", "--ros-args",
                             "-r", f"__ns:={ns}", "-p", "robot:=panda", "-p", "task:=serve_bread", "-p", "seed:=3",
@@ -82,9 +45,10 @@ def node(processes):
                             "-p", "joint_state_rate_hz:=50.0", "-p", "task_state_rate_hz:=20.0",
                             "-p", "camera_rate_hz:=5.0", "-p", f"camera_width:={WIDTH}",
                             "-p", f"camera_height:={HEIGHT}"])
-    probe = Probe(ns)
-    yield probe, proc, processes
-    probe.close()
+    peer = probe("sim_robot_probe", subscriptions(ns))
+    peer.trajectory = peer.node.create_publisher(JointTrajectory, f"{ns}/joint_trajectory", qos.COMMAND)
+    peer.reset = peer.node.create_client(ResetEpisode, f"{ns}/reset")
+    yield peer, proc, processes
 
 
 def arm_positions(msg: JointState) -> np.ndarray:
@@ -166,7 +130,7 @@ def test_sim_robot_node_end_to_end(node, workspace):
 
     # Reset: a seed re-randomises the scene, the same seed gives the same scene, the arm goes home.
     def scene_after_reset(seed):
-        response = probe.call_reset(seed, proc)
+        response = probe.call(probe.reset, ResetEpisode.Request(seed=seed), proc)
         assert response.success, response.message
         n = len(got["task"])
         state = probe.wait(lambda: next((m for m in got["task"][n:] if m.seed == seed), None), f"seed {seed}", proc)
@@ -178,7 +142,7 @@ def test_sim_robot_node_end_to_end(node, workspace):
     home = np.array(load_world_config().robot.home["panda"])
     n = len(got["joints"])
     probe.wait(lambda: any(np.allclose(arm_positions(m), home, atol=5e-3) for m in got["joints"][n:]), "home", proc)
-    assert not probe.call_reset(-1, proc).success
+    assert not probe.call(probe.reset, ResetEpisode.Request(seed=-1), proc).success
 
     # The NaN trajectory was rejected with a reason, never applied.
     processes.stop_all()

@@ -65,3 +65,23 @@ def bracket(sorted_ns, query_ns) -> tuple[np.ndarray, np.ndarray]:
     i = np.clip(np.searchsorted(ts, q, side="right") - 1, 0, ts.size - 2)
     w = (q - ts[i]).astype(np.float64) / (ts[i + 1] - ts[i]).astype(np.float64)
     return i, w
+
+
+class Backoff:
+    """Delays between retries of something that keeps failing (a camera that disappeared): they grow
+    by ``factor`` from ``initial_s`` up to ``max_s``, and start over after a success (:meth:`reset`)."""
+
+    def __init__(self, initial_s: float = 0.5, max_s: float = 10.0, factor: float = 2.0):
+        if not (0 < initial_s <= max_s and factor >= 1):
+            raise ValueError(f"need 0 < initial_s <= max_s and factor >= 1, got {initial_s}, {max_s}, {factor}")
+        self.initial_s, self.max_s, self.factor = initial_s, max_s, factor
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """Record one more failure and return how long to wait before the next attempt."""
+        delay = min(self.max_s, self.initial_s * self.factor ** self.failures)
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0

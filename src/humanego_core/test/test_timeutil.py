@@ -40,3 +40,13 @@ def test_bracket_weights_and_out_of_range():
         tu.bracket([0, 10], [11])
     with pytest.raises(ValueError, match="strictly increasing"):
         tu.bracket([0, 0, 1], [0])
+
+
+def test_backoff_grows_to_the_cap_and_resets():
+    backoff = tu.Backoff(initial_s=0.5, max_s=3.0, factor=2.0)
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff.failures == 5
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+    with pytest.raises(ValueError, match="initial_s"):
+        tu.Backoff(initial_s=0.0)

@@ -14,6 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from humanego_core import geometry, timeutil
+from humanego_core.camera_models import FISHEYE624, CameraModel
 from humanego_interfaces.msg import ActionChunk, InteractionTokens
 
 # encoding -> (numpy dtype, channels)
@@ -105,6 +106,18 @@ def make_camera_info(K, width: int, height: int, stamp_ns: int, frame_id: str,
     return CameraInfo(header=make_header(stamp_ns, frame_id), width=int(width), height=int(height),
                       distortion_model=distortion_model, d=[float(v) for v in distortion],
                       k=K.ravel().tolist(), r=np.eye(3).ravel().tolist(), p=P.ravel().tolist())
+
+
+def camera_info_from_model(model: CameraModel, stamp_ns: int, frame_id: str) -> CameraInfo:
+    """CameraInfo of a humanego_core camera: a pinhole is rectified (empty distortion); an unrectified Aria
+    fisheye keeps its model under the name ``fisheye624`` with D = [k0..k5, p0, p1, s0..s3] (no ROS
+    distortion model describes it, so image_geometry-based consumers must not rectify it themselves)."""
+    fx, fy = model.focal_lengths
+    cx, cy = model.principal_point
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    if model.model == FISHEYE624:
+        return make_camera_info(K, model.width, model.height, stamp_ns, frame_id, model.params[3:], FISHEYE624)
+    return make_camera_info(K, model.width, model.height, stamp_ns, frame_id)
 
 
 # --- interaction tokens ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image
 
 from humanego_core import geometry
+from humanego_core.camera_models import FISHEYE624, LINEAR, CameraModel
 from humanego_interfaces.msg import ActionChunk, InteractionTokens
 from humanego_ros import conversions as conv
 
@@ -64,6 +65,20 @@ def test_camera_info_projection_matches_k():
     point = np.array([0.1, -0.2, 2.0, 1.0])
     uv = P @ point
     np.testing.assert_allclose(uv[:2] / uv[2], [160.0 + 300.0 * 0.05, 120.0 - 310.0 * 0.1])
+
+
+def test_camera_info_from_models():
+    pinhole = CameraModel(LINEAR, [200.0, 210.0, 239.5, 159.5], 480, 320, T_device_camera=np.eye(4))
+    info = conv.camera_info_from_model(pinhole, 7, "cam")
+    point = np.array([0.3, -0.1, 1.5])
+    uv = np.array(info.p).reshape(3, 4) @ np.append(point, 1.0)
+    np.testing.assert_allclose(uv[:2] / uv[2], pinhole.project_no_checks(point))
+    assert (info.width, info.height, info.distortion_model, list(info.d)) == (480, 320, "plumb_bob", [])
+    fisheye_params = np.arange(1.0, 16.0)
+    info = conv.camera_info_from_model(CameraModel(FISHEYE624, fisheye_params, 64, 64), 7, "cam")
+    assert info.distortion_model == "fisheye624"
+    np.testing.assert_array_equal(info.d, fisheye_params[3:])
+    np.testing.assert_array_equal(np.array(info.k).reshape(3, 3)[:2], [[1.0, 0, 2.0], [0, 1.0, 3.0]])
 
 
 def test_tokens_round_trip_and_rejections():

@@ -1,0 +1,42 @@
+"""The camera topic contract every source node publishes (DESIGN.md section 3).
+
+``camera/image_raw`` (rgb8), ``camera/camera_info`` and optionally ``camera/depth/image_raw`` (16UC1 in
+millimetres, or 32FC1 in metres, per REP 118), all with sensor-data QoS, stamped with the time of the
+observation and framed in the camera's optical frame (z forward, x right, y down).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from humanego_ros import conversions as conv
+from humanego_ros import qos
+
+DEPTH_ENCODINGS = {np.dtype(np.uint16): "16UC1", np.dtype(np.float32): "32FC1"}
+
+
+class CameraTopics:
+    """Publishers of one camera (``<namespace>/image_raw``, ``camera_info``, ``depth/image_raw``)."""
+
+    def __init__(self, node: Node, frame_id: str, depth: bool = False, namespace: str = "camera"):
+        self.frame_id = frame_id
+        self.pub_image = node.create_publisher(Image, f"{namespace}/image_raw", qos.SENSOR)
+        self.pub_info = node.create_publisher(CameraInfo, f"{namespace}/camera_info", qos.SENSOR)
+        self.pub_depth = node.create_publisher(Image, f"{namespace}/depth/image_raw", qos.SENSOR) if depth else None
+        self.published = 0
+
+    def publish(self, stamp_ns: int, rgb: np.ndarray, info: CameraInfo, depth: np.ndarray | None = None) -> None:
+        """One frame: ``rgb`` (H, W, 3) uint8; ``info`` describes it (its header is set here); ``depth``
+        aligned to ``rgb``, uint16 millimetres or float32 metres."""
+        header = conv.make_header(stamp_ns, self.frame_id)
+        self.pub_image.publish(conv.numpy_to_image(rgb, "rgb8", stamp_ns, self.frame_id))
+        if depth is not None and self.pub_depth is not None:
+            encoding = DEPTH_ENCODINGS.get(depth.dtype)
+            if encoding is None:
+                raise ValueError(f"depth must be uint16 (mm) or float32 (m), got {depth.dtype}")
+            self.pub_depth.publish(conv.numpy_to_image(depth, encoding, stamp_ns, self.frame_id))
+        info.header = header
+        self.pub_info.publish(info)
+        self.published += 1
