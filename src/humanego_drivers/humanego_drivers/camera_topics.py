@@ -1,6 +1,6 @@
 """The camera topic contract every source node publishes (DESIGN.md section 3).
 
-``camera/image_raw`` (rgb8), ``camera/camera_info`` and optionally ``camera/depth/image_raw`` (16UC1 in
+``camera/image_raw`` (rgb8, or mono8 for grey cameras), ``camera/camera_info`` and optionally ``camera/depth/image_raw`` (16UC1 in
 millimetres, or 32FC1 in metres, per REP 118), all with sensor-data QoS, stamped with the time of the
 observation and framed in the camera's optical frame (z forward, x right, y down).
 """
@@ -27,11 +27,12 @@ class CameraTopics:
         self.pub_depth = node.create_publisher(Image, f"{namespace}/depth/image_raw", qos.SENSOR) if depth else None
         self.published = 0
 
-    def publish(self, stamp_ns: int, rgb: np.ndarray, info: CameraInfo, depth: np.ndarray | None = None) -> None:
-        """One frame: ``rgb`` (H, W, 3) uint8; ``info`` describes it (its header is set here); ``depth``
-        aligned to ``rgb``, uint16 millimetres or float32 metres."""
+    def publish(self, stamp_ns: int, image: np.ndarray, info: CameraInfo, depth: np.ndarray | None = None) -> None:
+        """One frame: ``image`` (H, W, 3) RGB or (H, W) grey, uint8; ``info`` describes it (its header is set
+        here); ``depth`` aligned to ``image``, uint16 millimetres or float32 metres."""
         header = conv.make_header(stamp_ns, self.frame_id)
-        self.pub_image.publish(conv.numpy_to_image(rgb, "rgb8", stamp_ns, self.frame_id))
+        encoding = "mono8" if image.ndim == 2 else "rgb8"
+        self.pub_image.publish(conv.numpy_to_image(image, encoding, stamp_ns, self.frame_id))
         if depth is not None and self.pub_depth is not None:
             encoding = DEPTH_ENCODINGS.get(depth.dtype)
             if encoding is None:
