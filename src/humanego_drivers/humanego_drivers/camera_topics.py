@@ -1,8 +1,9 @@
 """The camera topic contract every source node publishes (DESIGN.md section 3).
 
-``camera/image_raw`` (rgb8, or mono8 for grey cameras), ``camera/camera_info`` and optionally ``camera/depth/image_raw`` (16UC1 in
-millimetres, or 32FC1 in metres, per REP 118), all with sensor-data QoS, stamped with the time of the
-observation and framed in the camera's optical frame (z forward, x right, y down).
+``camera/image_raw`` (rgb8, or mono8 for grey cameras), ``camera/camera_info`` and optionally
+``camera/depth/image_raw`` (16UC1 in millimetres, or 32FC1 in metres, per REP 118), all with sensor-data
+QoS, stamped with the time of the observation and framed in the camera's optical frame (z forward, x
+right, y down).
 """
 
 from __future__ import annotations

@@ -12,11 +12,15 @@ from rclpy.node import Node
 from humanego_ros.parameters import ParameterError
 
 
+class StartupError(RuntimeError):
+    """The node cannot start for a reason the user can fix (a missing optional package, ...)."""
+
+
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Create the node with ``make_node`` and spin it until Ctrl-C or shutdown; return an exit code.
 
     A node that cannot start because of its configuration (ParameterError, ValueError,
-    FileNotFoundError) prints one line naming the problem and exits with 2, not a traceback.
+    FileNotFoundError, StartupError) prints one line naming the problem and exits with 2, not a traceback.
     """
     rclpy.init(args=args)
     node = None
@@ -25,7 +29,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ParameterError, ValueError, FileNotFoundError) as exc:
+    except (ParameterError, ValueError, FileNotFoundError, StartupError) as exc:
         if node is None:
             print(f"[ERROR] cannot start: {exc}", file=sys.stderr)
             return 2
