@@ -132,6 +132,7 @@ class RecordingFolder:
         if not path.is_file():
             raise RecordingError(f"{path}: missing (the Aria device calibration; see humanego_drivers.recording)")
         calibration_json = path.read_text()
+        rgb = rgb_calibration_from_json(calibration_json, str(path))  # cheap: before the frames are probed
         t = read_frame_timestamps(root)
         video = root / VIDEO
         if video.is_file():
@@ -155,7 +156,7 @@ class RecordingFolder:
         if count != len(t):
             frames = video if images is None else root / "rgb"
             raise RecordingError(f"{frames}: {count} frames, {root / FRAME_TIMESTAMPS} has {len(t)} rows")
-        rescaled_calibration(rgb_calibration_from_json(calibration_json, str(path)), width, height, str(path))
+        rescaled_calibration(rgb, width, height, str(path))
         return cls(root, calibration_json, t, int(width), int(height), images)
 
     @property

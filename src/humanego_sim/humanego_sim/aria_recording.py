@@ -26,8 +26,11 @@ frame, landmarks in projectaria's ``HandLandmark`` order; a hand not seen has co
 camera frame: ``T_world_device @ T_device_rgb``.
 
 :class:`RecordingWriter` writes a recording (into ``<root>.incomplete``, renamed when finished, so a
-folder named like a demo is always complete); :class:`Recording` opens one, validates every file
-and reads the MPS files with projectaria_tools' own readers.
+folder named like a demo is always complete). :class:`Recording` opens one: it is the workspace's
+:class:`humanego_drivers.recording.RecordingFolder` (calibration, frames, MPS files through
+:mod:`humanego_drivers.mps`) plus what only a synthetic recording has: metadata.json, MPS files with
+exactly the writer's headers, the hand summary and gt/. The files' paths and the shared column names
+come from humanego_drivers, so the writer and the workspace's readers agree by construction.
 """
 
 from __future__ import annotations
@@ -37,28 +40,40 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
-from projectaria_tools.core import calibration as aria_calibration
-from projectaria_tools.core import mps
 from scipy.spatial.transform import Rotation
 
 from humanego_core import geometry
 from humanego_core.ament_index import resource_path
 from humanego_core.camera_models import CameraModel
+from humanego_core.hand import NUM_LANDMARKS
+from humanego_drivers.mps import (
+    HAND_TRACKING_CANDIDATES,
+    HAND_TRACKING_V2_COLUMNS,
+    HANDS,
+    TRAJECTORY_CANDIDATES,
+    MpsError,
+)
+from humanego_drivers.recording import (  # re-exported: the layout's shared names
+    CALIBRATION,
+    FRAME_TIMESTAMP_COLUMNS,
+    FRAME_TIMESTAMPS,
+    VIDEO,
+    RecordingError,
+    RecordingFolder,
+    rescaled_calibration,
+    rgb_calibration_from_json,
+)
+from humanego_drivers.vrs import RGB_LABEL
 
 FORMAT = "humanego-synthetic-aria-recording"
 FORMAT_VERSION = 1
-RGB_LABEL = "camera-rgb"
 GRAVITY_WORLD = (0.0, 0.0, -9.81)
-HANDS = ("left", "right")
-NUM_LANDMARKS = 21
 # H.264 settings: constant quality, visually lossless; yuv420p so that every player decodes it.
 VIDEO_CODEC = "libx264"
 VIDEO_CRF = 17
@@ -66,18 +81,16 @@ VIDEO_PRESET = "medium"
 VIDEO_PIX_FMT = "yuv420p"
 
 METADATA = "metadata.json"
-CALIBRATION = "calibration/device_calibration.json"
-VIDEO = "rgb/video.mp4"
-FRAME_TIMESTAMPS = "rgb/frame_timestamps.csv"
-TRAJECTORY = "slam/closed_loop_trajectory.csv"
-HAND_TRACKING = "hand_tracking/hand_tracking_results.csv"
+# The MPS files at the paths humanego_drivers.mps looks at first (newest MPS layout).
+TRAJECTORY = TRAJECTORY_CANDIDATES[0]  # slam/closed_loop_trajectory.csv
+HAND_TRACKING = HAND_TRACKING_CANDIDATES[0]  # hand_tracking/hand_tracking_results.csv
 HAND_SUMMARY = "hand_tracking/summary.json"
 GT_FRAMES = "gt/frames.npz"
 GT_MASKS = "gt/masks"
 GT_MANIFEST = "gt/manifest.json"
 GT_EPISODE = "gt/episode.json"
 
-FRAME_TIMESTAMP_COLUMNS = ["frame_index", "device_timestamp_ns"]
+# Every column of the real closed_loop_trajectory.csv in its order (humanego_drivers.mps requires a subset).
 TRAJECTORY_COLUMNS = [
     "graph_uid", "tracking_timestamp_us", "utc_timestamp_ns",
     "tx_world_device", "ty_world_device", "tz_world_device",
@@ -90,20 +103,8 @@ TRAJECTORY_COLUMNS = [
     "qx_ecef_device", "qy_ecef_device", "qz_ecef_device", "qw_ecef_device",
 ]
 
-
-def _hand_tracking_columns() -> list[str]:
-    cols = ["tracking_timestamp_us"]
-    for side in HANDS:
-        cols.append(f"{side}_tracking_confidence")
-        cols += [f"{a}_{side}_landmark_{i}_device" for i in range(NUM_LANDMARKS) for a in ("tx", "ty", "tz")]
-    for side in HANDS:
-        cols += [f"{a}_{side}_device_wrist" for a in ("tx", "ty", "tz", "qx", "qy", "qz", "qw")]
-    for side in HANDS:
-        cols += [f"n{a}_{side}_{part}_device" for part in ("palm", "wrist") for a in "xyz"]
-    return cols
-
-
-HAND_TRACKING_COLUMNS = _hand_tracking_columns()
+# The v2 schema in the order of the real hand_tracking_results.csv (humanego_drivers.mps defines it so).
+HAND_TRACKING_COLUMNS = list(HAND_TRACKING_V2_COLUMNS)
 # The row of a hand that was not seen, as MPS writes it: confidence -1, zeros, identity wrist rotation.
 _MISSING_HAND = {"confidence": "-1", "landmarks": ["0"] * 3 * NUM_LANDMARKS,
                  "wrist": ["0", "0", "0", "0", "0", "0", "1"], "normals": ["0"] * 6}
@@ -111,26 +112,9 @@ _MISSING_HAND = {"confidence": "-1", "landmarks": ["0"] * 3 * NUM_LANDMARKS,
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$")
 
 
-class RecordingError(ValueError):
-    """A file of a recording is missing or malformed; the message names the file (and column, line)."""
-
-
 def default_calibration_path() -> Path:
     """The shipped Aria device calibration (``config/sim/aria_device_calibration.json``)."""
     return resource_path("config", "sim", "aria_device_calibration.json")
-
-
-def _rgb_calibration_from_json(text: str, source: str):
-    try:
-        device = aria_calibration.device_calibration_from_json_string(text)
-    except RuntimeError as e:  # projectaria's parser raises on missing fields
-        raise RecordingError(f"{source}: not a device calibration projectaria_tools can parse ({e})") from e
-    if device is None:
-        raise RecordingError(f"{source}: not a device calibration projectaria_tools can parse")
-    rgb = device.get_camera_calib(RGB_LABEL)
-    if rgb is None:
-        raise RecordingError(f"{source}: no camera '{RGB_LABEL}' (cameras: {', '.join(device.get_camera_labels())})")
-    return rgb
 
 
 def _calibration_text(calibration_json: str | Path | None) -> tuple[str, str]:
@@ -143,14 +127,6 @@ def _calibration_text(calibration_json: str | Path | None) -> tuple[str, str]:
             raise FileNotFoundError(f"device calibration {path} not found")
         return path.read_text(), str(path)
     return calibration_json, "calibration_json"
-
-
-def _rescaled(rgb, width: int, height: int, source: str):
-    full_w, full_h = (int(v) for v in rgb.get_image_size())
-    if width * full_h != height * full_w:
-        raise RecordingError(f"{source}: {width}x{height} does not have the aspect ratio of the {full_w}x{full_h} "
-                             f"'{RGB_LABEL}' calibration")
-    return rgb.rescale(np.array([width, height]), width / full_w)
 
 
 @dataclass
@@ -226,8 +202,8 @@ class RecordingWriter:
         self.metadata = dict(metadata)
         self.utc_offset_ns = int(utc_offset_ns)
         self.calibration_json, source = _calibration_text(calibration_json)
-        self._rgb_full = _rgb_calibration_from_json(self.calibration_json, source)
-        self._rgb = _rescaled(self._rgb_full, self.width, self.height, source)
+        self._rgb_full = rgb_calibration_from_json(self.calibration_json, source)
+        self._rgb = rescaled_calibration(self._rgb_full, self.width, self.height, source)
         self._t_ns: list[int] = []
         self._metadata_record()  # checked now: a conflicting key should not cost a rendered demo
         self._hand_rows: list[list[str]] = []
@@ -253,7 +229,8 @@ class RecordingWriter:
     def camera_for(width: int, height: int, calibration_json: str | Path | None = None) -> CameraModel:
         """The RGB camera a writer with these arguments records through, before creating one."""
         text, source = _calibration_text(calibration_json)
-        return CameraModel.from_projectaria(_rescaled(_rgb_calibration_from_json(text, source), width, height, source))
+        return CameraModel.from_projectaria(rescaled_calibration(rgb_calibration_from_json(text, source), width, height,
+                                                                 source))
 
     # ----- calibration -----
     def rgb_calibration(self):
@@ -511,68 +488,27 @@ def _read_json(root: Path, name: str, required: tuple[str, ...] = ()) -> dict:
     return data
 
 
-def _read_csv(root: Path, name: str, columns: list[str], text_columns: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Columns of a CSV whose header must be exactly ``columns``; numbers as float64 (int64 for *_ns, *_us)."""
-    path = root / name
-    if not path.is_file():
-        raise RecordingError(f"{path}: missing")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise RecordingError(f"{path}: empty, expected the header {','.join(columns[:3])},...")
-    header = rows[0]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise RecordingError(f"{path}: missing column(s) {', '.join(missing)}")
-    extra = [c for c in header if c not in columns]
-    if extra:
-        raise RecordingError(f"{path}: unexpected column(s) {', '.join(extra)}")
+def _check_header(path: Path, columns: list[str]) -> None:
+    """The writer writes MPS's exact header; humanego_drivers.mps accepts any order and extra columns."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), [])
+    for what, names in (("missing", [c for c in columns if c not in header]),
+                        ("unexpected", [c for c in header if c not in columns])):
+        if names:
+            raise RecordingError(f"{path}: {what} column(s) {', '.join(names)}")
     if header != columns:
         raise RecordingError(f"{path}: columns are not in the MPS order ({','.join(columns[:4])},...)")
-    if len(rows) < 2:
-        raise RecordingError(f"{path}: no data rows")
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(columns):
-            raise RecordingError(f"{path}: line {line} has {len(row)} fields, expected {len(columns)} "
-                                 f"(truncated file?)")
-    out = {}
-    for i, col in enumerate(columns):
-        values = [row[i] for row in rows[1:]]
-        if col in text_columns:
-            out[col] = np.array(values)
-            continue
-        integer = col.endswith(("_ns", "_us")) or col in ("frame_index", "geo_available")
-        try:
-            out[col] = np.array(values, dtype=np.int64 if integer else np.float64)
-        except ValueError:
-            line = next(n for n, v in enumerate(values, start=2) if not _parses(v, integer))
-            raise RecordingError(f"{path}: column {col}, line {line}: {values[line - 2]!r} is not "
-                                 f"{'an integer' if integer else 'a number'}") from None
-        if not integer and not np.all(np.isfinite(out[col])):
-            raise RecordingError(f"{path}: column {col} has NaN or inf")
-    return out
 
 
-def _parses(value: str, integer: bool) -> bool:
-    try:
-        int(value) if integer else float(value)
-    except ValueError:
-        return False
-    return True
+class Recording(RecordingFolder):
+    """A synthetic recording opened for reading; :meth:`open` validates every file first.
 
+    A :class:`RecordingFolder` (calibration, video, frame timestamps; ``trajectory`` and ``hand_tracking``
+    are :mod:`humanego_drivers.mps` objects) with ``metadata`` and ``hand_summary``, and the ground truth.
+    """
 
-class Recording:
-    """A synthetic recording opened for reading; :meth:`open` validates every file first."""
-
-    def __init__(self, root: Path, metadata: dict, calibration_json: str, frame_timestamps_ns: np.ndarray,
-                 trajectory_table: dict[str, np.ndarray], hand_table: dict[str, np.ndarray], hand_summary: dict):
-        self.root = root
-        self.metadata = metadata
-        self.calibration_json = calibration_json
-        self.frame_timestamps_ns = frame_timestamps_ns
-        self.trajectory_table = trajectory_table
-        self.hand_table = hand_table
-        self.hand_summary = hand_summary
+    metadata: dict
+    hand_summary: dict
 
     @classmethod
     def open(cls, root: str | Path) -> Recording:
@@ -584,130 +520,50 @@ class Recording:
         if metadata["format"] != FORMAT or metadata["format_version"] != FORMAT_VERSION:
             raise RecordingError(f"{root / METADATA}: format {metadata['format']!r} version "
                                  f"{metadata['format_version']!r}, this reader reads {FORMAT!r} {FORMAT_VERSION}")
-        width, height, n = metadata["rgb_width"], metadata["rgb_height"], metadata["num_frames"]
-        if not all(isinstance(v, int) and v > 0 for v in (width, height, n)):
+        size, n = (metadata["rgb_width"], metadata["rgb_height"]), metadata["num_frames"]
+        if not all(isinstance(v, int) and v > 0 for v in (*size, n)):
             raise RecordingError(f"{root / METADATA}: rgb_width, rgb_height, num_frames must be positive integers")
+        # A synthetic recording has its frames as a video and both MPS files, where the writer puts them.
+        for name in (VIDEO, TRAJECTORY, HAND_TRACKING):
+            if not (root / name).is_file():
+                raise RecordingError(f"{root / name}: missing")
 
-        path = root / CALIBRATION
-        if not path.is_file():
-            raise RecordingError(f"{path}: missing")
-        calibration_json = path.read_text()
-        try:
-            json.loads(calibration_json)
-        except json.JSONDecodeError as e:
-            raise RecordingError(f"{path}: not valid JSON ({e})") from e
-        _rescaled(_rgb_calibration_from_json(calibration_json, str(path)), width, height, str(path))
-
-        stamps = _read_csv(root, FRAME_TIMESTAMPS, FRAME_TIMESTAMP_COLUMNS)
-        t = stamps["device_timestamp_ns"]
-        if not np.array_equal(stamps["frame_index"], np.arange(len(t))):
-            raise RecordingError(f"{root / FRAME_TIMESTAMPS}: column frame_index must count 0, 1, 2, ...")
-        if np.any(np.diff(t) <= 0):
-            raise RecordingError(f"{root / FRAME_TIMESTAMPS}: column device_timestamp_ns must increase")
-        if len(t) != n:
-            raise RecordingError(f"{root / FRAME_TIMESTAMPS}: {len(t)} frames, {METADATA} says {n}")
-        video = root / VIDEO
-        if not video.is_file():
-            raise RecordingError(f"{video}: missing")
-        try:
-            video_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
-        except RuntimeError as e:
-            raise RecordingError(f"{video}: not a readable video ({e})") from e
-        if video_frames != n:
-            raise RecordingError(f"{video}: {video_frames} frames, {FRAME_TIMESTAMPS} has {n}")
-
-        trajectory = _read_csv(root, TRAJECTORY, TRAJECTORY_COLUMNS, text_columns=("graph_uid",))
-        if np.any(np.diff(trajectory["tracking_timestamp_us"]) <= 0):
-            raise RecordingError(f"{root / TRAJECTORY}: column tracking_timestamp_us must increase")
-        hands = _read_csv(root, HAND_TRACKING, HAND_TRACKING_COLUMNS)
-        if not np.array_equal(hands["tracking_timestamp_us"], t // 1000):
+        recording = super().open(root)
+        recording.metadata = metadata
+        if recording.num_frames != n:
+            raise RecordingError(f"{root / FRAME_TIMESTAMPS}: {recording.num_frames} frames, {METADATA} says {n}")
+        if (recording.width, recording.height) != size:
+            raise RecordingError(f"{root / VIDEO}: frames are {recording.width}x{recording.height}, {METADATA} "
+                                 f"says {size[0]}x{size[1]}")
+        try:  # parsed and checked by humanego_drivers.mps, the trajectory first
+            trajectory, hands = recording.trajectory, recording.hand_tracking
+        except MpsError as e:
+            raise RecordingError(str(e)) from e
+        _check_header(trajectory.path, TRAJECTORY_COLUMNS)
+        _check_header(hands.path, HAND_TRACKING_COLUMNS)
+        if not np.array_equal(hands.t_ns, recording.frame_timestamps_ns // 1000 * 1000):
             raise RecordingError(f"{root / HAND_TRACKING}: column tracking_timestamp_us must hold the frame times "
                                  f"of {FRAME_TIMESTAMPS} in us, one row per frame ({n})")
-        summary = _read_json(root, HAND_SUMMARY, ("mean_confidence", "total_frames", "valid_frame_fraction",
-                                                  "version"))
-        return cls(root, metadata, calibration_json, t, trajectory, hands, summary)
-
-    # ----- camera -----
-    @property
-    def width(self) -> int:
-        return self.metadata["rgb_width"]
-
-    @property
-    def height(self) -> int:
-        return self.metadata["rgb_height"]
+        recording.hand_summary = _read_json(root, HAND_SUMMARY, ("mean_confidence", "total_frames",
+                                                                 "valid_frame_fraction", "version"))
+        return recording
 
     @property
     def fps(self) -> float:
         return float(self.metadata["fps"])
 
-    @property
-    def num_frames(self) -> int:
-        return len(self.frame_timestamps_ns)
-
-    @cached_property
-    def device_calibration(self):
-        return aria_calibration.device_calibration_from_json_string(self.calibration_json)
-
-    def rgb_calibration(self):
-        """projectaria ``CameraCalibration`` of ``camera-rgb`` rescaled to the video size."""
-        return _rescaled(self.device_calibration.get_camera_calib(RGB_LABEL), self.width, self.height,
-                         str(self.root / CALIBRATION))
-
-    def camera_model(self) -> CameraModel:
-        return CameraModel.from_projectaria(self.rgb_calibration())
-
-    # ----- video -----
-    def read_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-        """RGB frames ``start..stop-1`` as (H, W, 3) uint8."""
-        stop = self.num_frames if stop is None else min(stop, self.num_frames)
-        reader = imageio_ffmpeg.read_frames(str(self.root / VIDEO), pix_fmt="rgb24")
-        try:
-            meta = next(reader)
-            if tuple(meta["size"]) != (self.width, self.height):
-                raise RecordingError(f"{self.root / VIDEO}: frames are {meta['size']}, metadata says "
-                                     f"{self.width}x{self.height}")
-            for i, data in enumerate(reader):
-                if i >= stop:
-                    break
-                if i >= start:
-                    yield np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
-        finally:
-            reader.close()
-
-    def read_frame(self, index: int) -> np.ndarray:
-        if not 0 <= index < self.num_frames:
-            raise IndexError(f"frame {index} of a recording with {self.num_frames} frames")
-        return next(self.read_frames(index, index + 1))
-
     # ----- MPS -----
-    @cached_property
-    def trajectory(self) -> list:
-        """``mps.ClosedLoopTrajectoryPose`` list, read by projectaria_tools."""
-        return mps.read_closed_loop_trajectory(str(self.root / TRAJECTORY))
-
-    @cached_property
-    def hand_tracking(self) -> list:
-        """``mps.hand_tracking.HandTrackingResult`` list (one per frame), read by projectaria_tools."""
-        return mps.hand_tracking.read_hand_tracking_results(str(self.root / HAND_TRACKING))
-
     def device_poses(self) -> tuple[np.ndarray, np.ndarray]:
         """Trajectory as arrays: device time (ns, from the CSV's microseconds) and T_world_device (N, 4, 4)."""
-        tab = self.trajectory_table
-        t = tab["tracking_timestamp_us"] * 1000
-        pos = np.stack([tab[f"t{a}_world_device"] for a in "xyz"], -1)
-        quat = np.stack([tab[f"q{a}_world_device"] for a in "xyzw"], -1)
-        return t, geometry.transform_from_pos_quat(pos, quat)
+        return self.trajectory.t_ns.copy(), self.trajectory.T_world_device.copy()
 
     def device_pose_at(self, t_ns) -> np.ndarray:
         """T_world_device (..., 4, 4) at device times ``t_ns`` from the trajectory (SLERP + linear).
 
-        The CSV holds microseconds, so times up to 1 us past either end are clamped to it.
+        The CSV holds microseconds, so times up to 1 us past either end are clamped to it; further out
+        raises :class:`humanego_drivers.mps.MpsError` (a ``ValueError``).
         """
-        t, T = self.device_poses()
-        q = np.asarray(t_ns, dtype=np.int64)
-        if np.any(q < t[0] - 1000) or np.any(q > t[-1] + 1000):
-            raise ValueError(f"times outside the trajectory {t[0]}..{t[-1]} ns of {self.root / TRAJECTORY}")
-        return geometry.interpolate_trajectory((t - t[0]) * 1e-9, T, (q - t[0]) * 1e-9)
+        return self.trajectory.at(t_ns)
 
     # ----- ground truth -----
     def gt(self, masks: bool = True) -> dict:

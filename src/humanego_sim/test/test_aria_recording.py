@@ -1,5 +1,8 @@
-"""Synthetic Aria/MPS recordings: written by RecordingWriter, read back by projectaria_tools' own readers."""
+"""Synthetic Aria/MPS recordings: written by RecordingWriter, read back by projectaria_tools' own readers
+and by Recording (humanego_drivers' recording folder and MPS readers plus the synthetic files)."""
 
+import csv
+import json
 import os
 import shutil
 from datetime import timedelta
@@ -180,10 +183,14 @@ def test_hand_tracking_read_by_projectaria(recording_dir):
 
 
 def test_missing_hand_row_is_written_as_mps_does(recording_dir):
-    table = Recording.open(recording_dir).hand_table
-    assert table["left_tracking_confidence"][1] == -1
-    assert not any(table[f"t{a}_left_landmark_{k}_device"][1] for k in range(21) for a in "xyz")
-    assert [table[f"{c}_left_device_wrist"][1] for c in ("tx", "ty", "tz", "qx", "qy", "qz", "qw")] == [0] * 6 + [1]
+    with open(recording_dir / ar.HAND_TRACKING, newline="") as f:
+        row = list(csv.DictReader(f))[1]
+    assert row["left_tracking_confidence"] == "-1"
+    assert all(row[f"t{a}_left_landmark_{k}_device"] == "0" for k in range(21) for a in "xyz")
+    assert [row[f"{c}_left_device_wrist"] for c in ("tx", "ty", "tz", "qx", "qy", "qz", "qw")] == ["0"] * 6 + ["1"]
+    hands = Recording.open(recording_dir).hand_tracking
+    assert not hands.seen("left")[1] and hands.seen("left")[0] and hands.seen("right").all()
+    np.testing.assert_array_equal(hands.T_device_wrist["left"][1], np.eye(4))
 
 
 def test_calibration_is_the_shipped_one_rescaled(recording_dir):
@@ -233,11 +240,25 @@ def test_round_trip_through_recording(recording_dir):
     assert {k: rec.metadata[k] for k in METADATA} == METADATA
     assert rec.metadata["synthetic"] is True and rec.metadata["format_version"] == ar.FORMAT_VERSION
     assert (rec.width, rec.height, rec.fps, rec.num_frames) == (SIZE, SIZE, FPS, FRAMES)
-    assert len(rec.trajectory) == len(TRAJ_NS) and len(rec.hand_tracking) == FRAMES
+    assert len(rec.trajectory.t_ns) == len(TRAJ_NS) and len(rec.hand_tracking.t_ns) == FRAMES
+    assert rec.hand_tracking.schema == "v2"
+    for i in range(FRAMES):  # humanego_drivers.mps reads what the writer was given
+        for side in ("left", "right"):
+            expected = hand(i, side)
+            assert rec.hand_tracking.seen(side)[i] == (expected is not None)
+            if expected is not None:
+                np.testing.assert_allclose(rec.hand_tracking.landmarks[side][i], expected.landmarks, atol=1e-7)
+                np.testing.assert_allclose(rec.hand_tracking.T_device_wrist[side][i], expected.T_device_wrist,
+                                           atol=1e-7)
+                np.testing.assert_allclose(rec.hand_tracking.palm_normal[side][i], expected.palm_normal, atol=1e-8)
     t, T = rec.device_poses()
     np.testing.assert_array_equal(t, TRAJ_NS // 1000 * 1000)
     np.testing.assert_allclose(T, device_pose(TRAJ_NS), atol=2e-6)
     np.testing.assert_allclose(rec.device_pose_at(FRAME_NS), device_pose(FRAME_NS), atol=1e-5)
+    # The CSV floors to microseconds: up to 1 us past either end is clamped, further out refused.
+    np.testing.assert_allclose(rec.device_pose_at([t[0] - 1000, t[-1] + 1000]), T[[0, -1]], atol=1e-12)
+    with pytest.raises(ValueError, match=r"closed_loop_trajectory\.csv: 1 requested device time"):
+        rec.device_pose_at(t[-1] + 1001)
 
     g = rec.gt()
     np.testing.assert_array_equal(g["t_ns"], FRAME_NS)
@@ -288,7 +309,7 @@ def test_truncated_csv_is_named(copy):
     path = copy / ar.TRAJECTORY
     text = path.read_text()
     path.write_text(text[: len(text) - 40])  # cut inside the last line, as an interrupted copy does
-    with pytest.raises(RecordingError, match=r"closed_loop_trajectory\.csv: line 261 has 2\d fields, expected 28"):
+    with pytest.raises(RecordingError, match=r"loop_trajectory\.csv: line 261 has 2\d fields, the header has 28"):
         Recording.open(copy)
 
 
@@ -322,15 +343,39 @@ def test_hand_tracking_out_of_step_with_the_frames_is_named(copy):
 
 
 def test_frame_count_mismatch_and_bad_json_are_named(copy):
+    metadata = json.loads((copy / ar.METADATA).read_text())
+    (copy / ar.METADATA).write_text(json.dumps({**metadata, "num_frames": 7}))
+    with pytest.raises(RecordingError, match=r"frame_timestamps\.csv: 6 frames, metadata\.json says 7"):
+        Recording.open(copy)
+    (copy / ar.METADATA).write_text(json.dumps({**metadata, "rgb_width": 64, "rgb_height": 64}))
+    with pytest.raises(RecordingError, match=r"video\.mp4: frames are 128x128, metadata\.json says 64x64"):
+        Recording.open(copy)
+    (copy / ar.METADATA).write_text(json.dumps(metadata))
     path = copy / ar.FRAME_TIMESTAMPS
     path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
-    with pytest.raises(RecordingError, match=r"frame_timestamps\.csv: 5 frames, metadata\.json says 6"):
+    with pytest.raises(RecordingError, match=r"video\.mp4: 6 frames, \S*frame_timestamps\.csv has 5 rows"):
         Recording.open(copy)
     (copy / ar.METADATA).write_text('{"task": ')
     with pytest.raises(RecordingError, match=r"metadata\.json: not valid JSON"):
         Recording.open(copy)
     (copy / ar.METADATA).write_text('{"task": "x"}')
     with pytest.raises(RecordingError, match=r"metadata\.json: missing key\(s\) format, format_version"):
+        Recording.open(copy)
+
+
+def test_headers_other_than_the_writers_are_refused(copy):
+    path = copy / ar.TRAJECTORY
+    lines = path.read_text().splitlines()
+    swapped = [",".join(f[:1] + f[2:3] + f[1:2] + f[3:]) for f in (line.split(",") for line in lines)]
+    path.write_text("\n".join(swapped) + "\n")  # a valid MPS file (any column order), not the writer's
+    with pytest.raises(RecordingError, match=r"closed_loop_trajectory\.csv: columns are not in the MPS order"):
+        Recording.open(copy)
+    path.write_text("\n".join([lines[0] + ",extra"] + [line + ",0" for line in lines[1:]]) + "\n")
+    with pytest.raises(RecordingError, match=r"closed_loop_trajectory\.csv: unexpected column\(s\) extra"):
+        Recording.open(copy)
+    dropped = [",".join(f[:-1]) for f in (line.split(",") for line in lines)]  # qw_ecef_device: not read by MPS
+    path.write_text("\n".join(dropped) + "\n")
+    with pytest.raises(RecordingError, match=r"closed_loop_trajectory\.csv: missing column\(s\) qw_ecef_device"):
         Recording.open(copy)
 
 
