@@ -18,6 +18,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "realsense_source = humanego_drivers.realsense_node:main",
             "aria_source = humanego_drivers.aria_node:main",
             "aria_live = humanego_drivers.aria_node:main_live",
             "recording_source = humanego_drivers.recording_node:main",
