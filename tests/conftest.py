@@ -55,8 +55,8 @@ class Probe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.got = {key: [] for key in subscriptions}
-        for key, (msg_type, topic, profile) in subscriptions.items():
-            self.node.create_subscription(msg_type, topic, self.got[key].append, profile)
+        self.subscriptions = {key: self.node.create_subscription(msg_type, topic, self.got[key].append, profile)
+                              for key, (msg_type, topic, profile) in subscriptions.items()}
 
     def wait(self, condition, what: str, proc=None, timeout_s: float | None = None):
         """Spin until ``condition()`` is truthy and return its value; fail if ``proc`` exits first."""
@@ -68,7 +68,14 @@ class Probe:
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"node exited ({proc.returncode}) while waiting for {what}: {proc.stderr.read()}")
             self.executor.spin_once(timeout_sec=0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        raise AssertionError(f"timed out waiting for {what}; received: "
+                             f"{ {key: len(values) for key, values in self.got.items()} }")
+
+    def wait_connected(self, proc=None, keys=None):
+        """Until each subscription (of ``keys``, default all) has matched a publisher: a best-effort sample sent
+        before the reader side matched is lost, so deterministic tests start the flow only after this."""
+        subs = [self.subscriptions[k] for k in (keys or self.subscriptions)]
+        self.wait(lambda: all(sub.get_publisher_count() > 0 for sub in subs), "publishers to match", proc)
 
     def call(self, client, request, proc=None):
         assert client.wait_for_service(timeout_sec=self.TIMEOUT_S), f"no service {client.srv_name}"

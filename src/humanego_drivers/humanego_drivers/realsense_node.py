@@ -41,9 +41,6 @@ from humanego_ros.diagnostics import ERROR, OK, DiagnosticsReporter
 from humanego_ros.parameters import ParameterError, ParamSpec, declare_parameters
 from humanego_ros.runner import run_node
 
-# With wait_for_subscriber: after our publishers see their subscribers, the subscribers' side of DDS discovery
-# may still be finishing; samples sent before it has would be dropped by those subscribers.
-DISCOVERY_SETTLE_S = 0.5
 STATUS_PERIOD_S = 1.0
 
 
@@ -55,9 +52,9 @@ def parameters() -> list[ParamSpec]:
         ParamSpec("real_time", True, "Recording only: play at the recorded pace (frames may be dropped if we fall "
                   "behind); false = as fast as frames are taken, none dropped (deterministic).", read_only=True),
         ParamSpec("loop", False, "Recording only: start over at the end instead of stopping.", read_only=True),
-        ParamSpec("wait_for_subscriber", False, "Recording only: start playing once every camera topic "
-                  "(image_raw, camera_info, and depth/image_raw when depth is on) has a subscriber, so that no frame "
-                  "is sent to nobody (offline processing, tests).", read_only=True),
+        ParamSpec("wait_for_subscribers", 0, "Recording only: start playing once every camera topic (image_raw, "
+                  "camera_info, and depth/image_raw when depth is on) has this many subscribers, so that no frame "
+                  "is sent to nobody (offline processing, tests).", minimum=0, maximum=100, read_only=True),
         ParamSpec("width", 640, "Live only: colour and depth image width (px).", minimum=16, maximum=3840,
                   read_only=True),
         ParamSpec("height", 480, "Live only: colour and depth image height (px).", minimum=16, maximum=2160,
@@ -122,8 +119,9 @@ class RealSenseSourceNode(Node):
     # ----- grab thread -----
     def _run(self) -> None:
         try:
-            if self.playback and self.params["wait_for_subscriber"]:
-                self._wait_for_subscribers()
+            if self.playback and self.params["wait_for_subscribers"]:
+                self.diagnostics.set(OK, "waiting for subscribers before playing")
+                self.topics.wait_for_subscribers(self.params["wait_for_subscribers"], self._stop)
             while not self._stop.is_set():
                 if not self._stream():
                     return
@@ -133,13 +131,6 @@ class RealSenseSourceNode(Node):
                 self.diagnostics.set(ERROR, f"grab thread failed: {traceback.format_exc(limit=1).strip()}")
         finally:
             self.camera.close()
-
-    def _wait_for_subscribers(self) -> None:
-        pubs = [pub for pub in (self.topics.pub_image, self.topics.pub_info, self.topics.pub_depth) if pub is not None]
-        self.diagnostics.set(OK, "waiting for subscribers before playing")
-        while not self._stop.is_set() and not all(pub.get_subscription_count() > 0 for pub in pubs):
-            self._stop.wait(0.02)
-        self._stop.wait(DISCOVERY_SETTLE_S)
 
     def _stream(self) -> bool:
         """Open (if needed) and stream until the device is lost or the recording ends; False = stop for good."""

@@ -80,8 +80,8 @@ def replay_parameters() -> list[ParamSpec]:
                   "camera frame per call) or all at once after ~/pause false."),
         ParamSpec("loop", False, "Start over after the last frame."),
         ParamSpec("exit_when_done", False, "Shut the node down after the last frame (unless looping)."),
-        ParamSpec("wait_for_subscribers", 0, "Hold playback until camera/image_raw has this many subscribers "
-                  "(deterministic runs: nothing is published before the consumers are connected).",
+        ParamSpec("wait_for_subscribers", 0, "Hold playback until every replayed camera topic has this many "
+                  "subscribers (deterministic runs: nothing is published before the consumers are connected).",
                   minimum=0, maximum=100),
         ParamSpec("world_frame", "world", "TF frame of the MPS world (z up)."),
         ParamSpec("publish_clock", False, "Publish /clock with the device time being replayed (needs "
@@ -243,9 +243,9 @@ class ReplayNode(Node):
         wanted = self.params["wait_for_subscribers"]
         if wanted == 0:
             return
-        self.get_logger().info(f"waiting for {wanted} subscriber(s) of camera/image_raw")
-        while not self._stop.is_set() and self.outputs[0].topics.pub_image.get_subscription_count() < wanted:
-            self._stop.wait(0.05)
+        self.get_logger().info(f"waiting for {wanted} subscriber(s) of every image topic")
+        for out in self.outputs:
+            out.topics.wait_for_subscribers(wanted, self._stop)
 
     def _play_once(self) -> None:
         pacer = Pacer(self.params["playback_rate"])
