@@ -100,7 +100,8 @@ def test_real_mps_hand_tracking_is_published_as_recorded(tmp_path, processes, pr
     (folder / "hand_tracking").mkdir()
     shutil.copy(HANDS, folder / "hand_tracking" / "hand_tracking_results.csv")
     peer, proc = replay(processes, probe, folder, "rec_hands",
-                        lambda ns: {"hands": (HandTracking, f"{ns}/hand_tracking", qos.COMMAND)})
+                        lambda ns: {"hands": (HandTracking, f"{ns}/hand_tracking", qos.COMMAND)},
+                        "playback_rate:=0.0")  # the rows span 55 s
     msgs = peer.wait(lambda: len(peer.got["hands"]) == len(reference) and peer.got["hands"], "hand tracking", proc)
     for msg, result in zip(msgs, reference, strict=True):
         assert conv.time_to_ns(msg.header.stamp) == int(result.tracking_timestamp.total_seconds() * 1e6) * 1000
