@@ -27,7 +27,8 @@ RGB_LABEL = "camera-rgb"
 SLAM_LABELS = ("camera-slam-left", "camera-slam-right")
 VRS_MAGIC_HINT = "an Aria .vrs recording"
 _DROPPED = re.compile(r"(\d+) records are beyond the end of the file")
-_CHATTER = re.compile(r"\]\[(INFO|DEBUG)\]|^\W*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CHATTER = re.compile(r"\]\[(INFO|DEBUG)\]|^\s*$")
 
 
 class VrsError(ValueError):
@@ -50,7 +51,7 @@ def _native_stderr(sink: list[str]):
             capture.seek(0)
             text = capture.read().decode(errors="replace")
             sink.append(text)
-            shown = [line for line in text.splitlines(keepends=True) if not _CHATTER.search(line)]
+            shown = [line for line in text.splitlines(keepends=True) if not _CHATTER.search(_ANSI.sub("", line))]
             os.write(2, "".join(shown).encode())
 
 
