@@ -30,7 +30,6 @@ from collections.abc import Callable
 import numpy as np
 from geometry_msgs.msg import Point, Vector3
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import SetBool, Trigger
 from tf2_msgs.msg import TFMessage
@@ -48,7 +47,6 @@ from humanego_ros import conversions as conv
 from humanego_ros import qos
 from humanego_ros.parameters import ParameterError, ParamSpec, declare_parameters
 
-CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 PREFETCH = 4  # frames decoded ahead of publication
 _END = object()
 
@@ -152,7 +150,7 @@ class ReplayNode(Node):
         self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", qos.TF_STATIC)
         self.pub_hands = self.create_publisher(HandTrackingMsg, "hand_tracking", qos.COMMAND) \
             if self.source.hands is not None else None
-        self.pub_clock = self.create_publisher(Clock, "/clock", CLOCK_QOS) if p["publish_clock"] else None
+        self.pub_clock = self.create_publisher(Clock, "/clock", qos.CLOCK) if p["publish_clock"] else None
         self.create_service(SetBool, "~/pause", self.on_pause)
         self.create_service(Trigger, "~/step", self.on_step)
         self.pub_tf_static.publish(TFMessage(transforms=[

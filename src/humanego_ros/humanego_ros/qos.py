@@ -17,3 +17,6 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 TF = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                 durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
 TF_STATIC = LATCHED
+
+# /clock of a simulator or a replay: the latest time is all that matters, and it must arrive.
+CLOCK = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)

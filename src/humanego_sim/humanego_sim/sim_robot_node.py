@@ -32,7 +32,6 @@ import mujoco
 import numpy as np
 from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, Header
@@ -49,7 +48,6 @@ from humanego_sim.robot_sim import CAMERA_OPTICAL_FRAME, WORLD_FRAME, CommandRej
 from humanego_sim.tasks import available_tasks, load_task
 from humanego_sim.world import load_world_config
 
-CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 # Behind real time by more than this, pacing restarts from now instead of racing to catch up.
 MAX_LAG_S = 0.5
 
@@ -110,7 +108,7 @@ class SimRobotNode(Node):
         self.pub_tf = self.create_publisher(TFMessage, "/tf", qos.TF)
         self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", qos.TF_STATIC)
         self.pub_task = self.create_publisher(TaskState, "task_state", qos.COMMAND)
-        self.pub_clock = self.create_publisher(Clock, "/clock", CLOCK_QOS) if p["publish_clock"] else None
+        self.pub_clock = self.create_publisher(Clock, "/clock", qos.CLOCK) if p["publish_clock"] else None
         self.camera = p["camera_rate_hz"] > 0
         self.pub_depth = None
         if self.camera:
