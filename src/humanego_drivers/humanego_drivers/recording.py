@@ -138,7 +138,11 @@ class RecordingFolder:
         if video.is_file():
             try:
                 count, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
-                meta = next(imageio_ffmpeg.read_frames(str(video)))
+                reader = imageio_ffmpeg.read_frames(str(video))
+                try:
+                    meta = next(reader)
+                finally:
+                    reader.close()  # ends the ffmpeg process now, not whenever the generator is collected
             except (RuntimeError, StopIteration, OSError) as e:
                 raise RecordingError(f"{video}: not a readable video ({e})") from e
             width, height = meta["size"]
