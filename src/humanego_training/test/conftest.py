@@ -1,0 +1,17 @@
+"""Fixtures of humanego_training's tests: small synthetic serve_bread recordings, generated once per session."""
+
+from pathlib import Path
+
+import pytest
+
+from humanego_sim.generate_demos import generate
+
+SIZE = 160  # px: small enough to generate in seconds, large enough for the bread to cover a few dozen pixels
+
+
+@pytest.fixture(scope="session")
+def demos_dir(tmp_path_factory) -> Path:
+    """Two serve_bread demos (seeds 0 and 1) in one folder; tests that change them copy them first."""
+    out = tmp_path_factory.mktemp("serve_bread")
+    generate("serve_bread", 2, out, seed=0, width=SIZE, height=SIZE, progress=False)
+    return out
