@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from humanego_core import geometry, timeutil
-from humanego_core.camera_models import FISHEYE624, CameraModel
+from humanego_core.camera_models import FISHEYE624, LINEAR, CameraModel
 from humanego_interfaces.msg import ActionChunk, InteractionTokens
 
 # encoding -> (numpy dtype, channels)
@@ -118,6 +118,28 @@ def camera_info_from_model(model: CameraModel, stamp_ns: int, frame_id: str) -> 
     if model.model == FISHEYE624:
         return make_camera_info(K, model.width, model.height, stamp_ns, frame_id, model.params[3:], FISHEYE624)
     return make_camera_info(K, model.width, model.height, stamp_ns, frame_id)
+
+
+def camera_model_from_info(msg: CameraInfo) -> CameraModel:
+    """The camera of a CameraInfo, the inverse of :func:`camera_info_from_model`: a pinhole (LINEAR) when the
+    distortion is empty or zero (rectified images), Aria's Fisheye624 when ``distortion_model`` is
+    ``fisheye624``. Other distortions, binning and ROIs raise: the pipeline works on rectified full images."""
+    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    where = f"camera_info of frame {msg.header.frame_id!r}"
+    if msg.width == 0 or msg.height == 0 or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"{where} is not calibrated: size {msg.width}x{msg.height}, K {K.ravel().tolist()}")
+    if msg.binning_x > 1 or msg.binning_y > 1 or msg.roi.width or msg.roi.height:
+        raise ValueError(f"{where} uses binning or an ROI; publish full-resolution images")
+    d = np.asarray(msg.d, dtype=np.float64)
+    (fx, _, cx), (_, fy, cy) = K[0], K[1]
+    if msg.distortion_model == FISHEYE624:
+        if d.shape != (12,) or not np.isclose(fx, fy, rtol=1e-9):
+            raise ValueError(f"{where}: fisheye624 needs 12 coefficients and fx == fy, got {d.size} and {fx}, {fy}")
+        return CameraModel(FISHEYE624, np.r_[fx, cx, cy, d], msg.width, msg.height)
+    if np.any(d != 0):
+        raise ValueError(f"{where} has {msg.distortion_model} distortion {d.tolist()}: rectify the images first "
+                         "(e.g. image_proc), the pipeline expects rectified ones")
+    return CameraModel(LINEAR, [fx, fy, cx, cy], msg.width, msg.height)
 
 
 # --- interaction tokens ---------------------------------------------------------------------------

@@ -81,6 +81,33 @@ def test_camera_info_from_models():
     np.testing.assert_array_equal(np.array(info.k).reshape(3, 3)[:2], [[1.0, 0, 2.0], [0, 1.0, 3.0]])
 
 
+def test_camera_model_from_info_inverts_camera_info_from_model():
+    pinhole = CameraModel(LINEAR, [200.0, 210.0, 239.5, 159.5], 480, 320)
+    fisheye = CameraModel(FISHEYE624, np.r_[150.0, 31.5, 32.5, np.linspace(-0.1, 0.1, 12)], 64, 64)
+    for model in (pinhole, fisheye):
+        back = conv.camera_model_from_info(conv.camera_info_from_model(model, 7, "cam"))
+        assert (back.model, back.width, back.height) == (model.model, model.width, model.height)
+        np.testing.assert_array_equal(back.params, model.params)
+    # a RealSense-style info with zero plumb_bob coefficients is a pinhole too
+    K = np.array([[300.0, 0, 160.0], [0, 310.0, 120.0], [0, 0, 1]])
+    zero = conv.make_camera_info(K, 320, 240, 0, "cam", distortion=[0.0] * 5)
+    np.testing.assert_array_equal(conv.camera_model_from_info(zero).params, [300.0, 310.0, 160.0, 120.0])
+
+
+def test_camera_model_from_info_rejections():
+    K = np.array([[300.0, 0, 160.0], [0, 310.0, 120.0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="frame 'cam' has plumb_bob distortion .* rectify the images first"):
+        conv.camera_model_from_info(conv.make_camera_info(K, 320, 240, 0, "cam", distortion=[0.1, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="not calibrated"):
+        conv.camera_model_from_info(conv.make_camera_info(np.zeros((3, 3)), 320, 240, 0, "cam"))
+    with pytest.raises(ValueError, match="fisheye624 needs 12 coefficients"):
+        conv.camera_model_from_info(conv.make_camera_info(K, 320, 240, 0, "cam", [0.0] * 12, "fisheye624"))
+    binned = conv.make_camera_info(K, 320, 240, 0, "cam")
+    binned.binning_x = 2
+    with pytest.raises(ValueError, match="binning"):
+        conv.camera_model_from_info(binned)
+
+
 def test_tokens_round_trip_and_rejections():
     tokens = np.random.default_rng(0).normal(size=(8, 20)).astype(np.float32)
     mask = np.array([True] * 3 + [False] * 5)

@@ -1,0 +1,48 @@
+"""tf2_ros' TransformListener for machines without tf2_ros (the PyPI ROS wheels have none).
+
+:class:`TfListener` subscribes ``/tf`` and ``/tf_static`` with tf2_ros' QoS and fills a
+:class:`humanego_core.transform_tree.TransformTree`, which answers lookups (see there for the semantics
+and errors). A transform that cannot enter the tree (NaN, a second parent for a frame, a cycle, /tf and
+/tf_static disagreeing) is skipped, counted in ``rejected`` and logged once per edge, never raised into
+the executor: one bad publisher must not take the listening node down.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from rclpy.node import Node
+from tf2_msgs.msg import TFMessage
+
+from humanego_core.transform_tree import DEFAULT_BUFFER_DURATION_NS, TransformTree
+from humanego_ros import conversions as conv
+from humanego_ros import qos
+
+
+class TfListener:
+    def __init__(self, node: Node, buffer_duration_ns: int = DEFAULT_BUFFER_DURATION_NS):
+        self.node = node
+        self.tree = TransformTree(buffer_duration_ns)
+        self.rejected: Counter = Counter()  # (parent, child) -> transforms refused
+        self.received = 0
+        node.create_subscription(TFMessage, "/tf", lambda msg: self._on_message(msg, static=False), qos.TF)
+        node.create_subscription(TFMessage, "/tf_static", lambda msg: self._on_message(msg, static=True),
+                                 qos.TF_STATIC)
+
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int | None = None) -> np.ndarray:
+        """``T_target_source`` at ``stamp_ns`` (None: latest common time); raises TransformLookupError."""
+        return self.tree.lookup(target_frame, source_frame, stamp_ns)
+
+    def _on_message(self, msg: TFMessage, static: bool) -> None:
+        for t in msg.transforms:
+            parent, child = t.header.frame_id, t.child_frame_id
+            try:
+                self.tree.set(parent, child, conv.transform_to_matrix(t.transform), conv.time_to_ns(t.header.stamp),
+                              static=static)
+                self.received += 1
+            except ValueError as exc:  # GeometryError, TreeStructureError
+                self.rejected[parent, child] += 1
+                if self.rejected[parent, child] == 1:
+                    self.node.get_logger().error(f"{'/tf_static' if static else '/tf'} transform {parent} -> {child} "
+                                                 f"ignored (further ones of this edge are counted silently): {exc}")
