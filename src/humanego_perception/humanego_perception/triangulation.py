@@ -91,15 +91,26 @@ def refine_point(X0, P, uv, loss: str = "huber", f_scale_px: float = 1.0) -> tup
     def residuals(X):
         return (project(P, X)[0] - uv).ravel()
 
-    def jacobian(X):
-        x = P[:, :, :3] @ X + P[:, :, 3]  # (V, 3) homogeneous image points
-        z = np.where(np.abs(x[:, 2]) > _MIN_DEPTH, x[:, 2], _MIN_DEPTH)
-        J = (P[:, :2, :3] - (x[:, :2] / z[:, None])[:, :, None] * P[:, 2:3, :3]) / z[:, None, None]
-        return J.reshape(-1, 3)
-
-    result = least_squares(residuals, X0, jac=jacobian, loss=loss, f_scale=f_scale_px, method="trf", x_scale="jac")
+    result = least_squares(residuals, X0, jac=lambda X: _reprojection_jacobian(X, P), loss=loss, f_scale=f_scale_px,
+                           method="trf", x_scale="jac")
     X = result.x
     return X, np.linalg.norm(project(P, X)[0] - uv, axis=-1)
+
+
+def point_covariance(X, P, uv_sigma_px: float) -> np.ndarray:
+    """First-order covariance (3, 3) of a point X (3,) triangulated from views P (V, 3, 4) whose pixels have
+    isotropic noise ``uv_sigma_px``: sigma^2 (J^T J)^-1 of the reprojection Jacobian. Nearly parallel rays give
+    a covariance long along the rays (the depth is what a short baseline leaves uncertain)."""
+    J = _reprojection_jacobian(_finite(X, "X", (3,)), _finite(P, "P", (3, 4)))
+    return uv_sigma_px ** 2 * np.linalg.pinv(J.T @ J)
+
+
+def _reprojection_jacobian(X: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """(2V, 3) derivative of the projections of X through P (V, 3, 4) with respect to X."""
+    x = P[:, :, :3] @ X + P[:, :, 3]  # (V, 3) homogeneous image points
+    z = np.where(np.abs(x[:, 2]) > _MIN_DEPTH, x[:, 2], _MIN_DEPTH)
+    J = (P[:, :2, :3] - (x[:, :2] / z[:, None])[:, :, None] * P[:, 2:3, :3]) / z[:, None, None]
+    return J.reshape(-1, 3)
 
 
 def triangulate_tracks(K, T_world_camera, tracks, visible, config: TriangulationConfig | None = None
