@@ -347,6 +347,8 @@ class ObjectStateConfig:
     min_keypoints: int = option(3, help="triangulated keypoints a window needs for a pose", minimum=1)
     grasp_threshold: float = option(0.5, help="grasp signal at or above this is a grasp", minimum=0.0, maximum=1.0)
     grasp_margin_frames: int = option(2, help="frames next to a grasp left out of the static windows", minimum=0)
+    min_carry_m: float = option(0.05, help="a grasp whose pinch point moves less than this (m) is not a carry: the "
+                                           "object is left static", minimum=0.0)
     grasp_radius_m: float = option(0.08, help="a grasp holds the object when the pinch point at onset is within "
                                               "this of the object's viewing ray (m)", minimum=0.0)
     hand_anchor: bool = option(True, help="fuse the pinch point at grasp onset / release into the adjacent "
@@ -513,28 +515,34 @@ class _ObjectEstimator:
         if reason[0] == NO_MASK:
             return self._track(T, valid, reason, np.zeros((0, 3)), math.inf)
 
-        grasps = self._grasp_intervals() if self.prompt.dynamic else []
-        windows = self._windows(grasps)
+        candidates = self._grasp_intervals() if self.prompt.dynamic else []
+        grasps: list[tuple[int, int]] = []
         errors = []
         keypoints_obj = None
         T_current = None  # pose where the object was left (after a grasp: the carried pose at release)
-        for k, window in enumerate(windows):
+        start = 0
+        while start < F:
+            grasp = self._next_grasp(candidates, start, T_current)
+            onset = grasp[0] if grasp else F
+            window = self._window(start, onset, grasps[-1] if grasps else None, grasp)
             self._triangulate(window)
             if window.points is not None:
                 errors.append(window.error_px)
-            if keypoints_obj is None:
-                if window.points is None:
-                    continue
-                T_current = _object_frame(window.points)
-                keypoints_obj = geometry.transform_points(geometry.invert(T_current), window.points)
-            elif window.points is not None and self.config.post_release == "retriangulated":
-                T_current = T_current.copy()
-                T_current[:3, 3] = window.points.mean(axis=0)
-            T[window.start:window.stop] = T_current
-            valid[window.start:window.stop] = True
-            if k < len(grasps):  # the grasp after this window
-                onset, release = grasps[k]
-                T_current = self._carry(T, valid, reason, onset, release, T_current)
+                if keypoints_obj is None:
+                    T_current = _object_frame(window.points)
+                    keypoints_obj = geometry.transform_points(geometry.invert(T_current), window.points)
+                elif self.config.post_release == "retriangulated":
+                    T_current = T_current.copy()
+                    T_current[:3, 3] = window.points.mean(axis=0)
+            if T_current is not None:
+                T[window.start:window.stop] = T_current
+                valid[window.start:window.stop] = True
+            if grasp is None:
+                break
+            grasps.append(grasp)
+            if T_current is not None:
+                T_current = self._carry(T, valid, reason, grasp[0], grasp[1], T_current)
+            start = grasp[1]
         reason[valid] = ""
         error = float(np.sqrt(np.mean(np.square(errors)))) if errors else math.inf
         return self._track(T, valid, reason, keypoints_obj if keypoints_obj is not None else np.zeros((0, 3)), error)
@@ -543,8 +551,11 @@ class _ObjectEstimator:
     def _grasp_intervals(self) -> list[tuple[int, int]]:
         """(onset, release) frame ranges [onset, release) of grasps of this object."""
         held = self.hand_valid & (self.grasp >= self.config.grasp_threshold)
-        runs = _runs(held)
-        return [(a, b) for a, b in runs if self._holds_object(a, b)]
+        pinch = self.T_wh[:, :3, 3]
+        # A closed hand that hardly moves (resting next to the object) moves nothing: the object stays static.
+        return [(a, b) for a, b in _runs(held)
+                if np.linalg.norm(pinch[a:b] - pinch[a], axis=1).max() >= self.config.min_carry_m
+                and self._holds_object(a, b)]
 
     def _holds_object(self, onset: int, release: int) -> bool:
         """The pinch point at onset lies near the ray through the object's mask centroid in the last frame
@@ -559,29 +570,29 @@ class _ObjectEstimator:
         pinch = self.T_wh[onset, :3, 3] - self.T_wc[t, :3, 3]
         return float(np.linalg.norm(pinch - (pinch @ ray) * ray)) <= self.config.grasp_radius_m
 
-    def _windows(self, grasps: list[tuple[int, int]]) -> list[_Window]:
-        m = self.config.grasp_margin_frames
-        windows, start = [], 0
-        edges = [*grasps, (self.F, self.F)]
-        for k, (onset, release) in enumerate(edges):
-            windows.append(_Window(start, onset, (start + (m if k > 0 else 0), onset - (m if onset < self.F else 0)),
-                                   self._anchors(grasps, k)))
-            start = release
-        return windows
+    def _next_grasp(self, candidates, start: int, T_current) -> tuple[int, int] | None:
+        """The first candidate grasp from ``start`` on that takes this object: once the object's position is
+        known, its pinch point at onset must lie within ``grasp_radius_m`` of it (the ray check of
+        :meth:`_holds_object` alone cannot tell a hand resting in front of the object from one holding it)."""
+        for onset, release in candidates:
+            if onset < start:
+                continue
+            if T_current is None or np.linalg.norm(self.T_wh[onset, :3, 3] - T_current[:3, 3]) \
+                    <= self.config.grasp_radius_m:
+                return onset, release
+        return None
 
-    def _anchors(self, grasps, k) -> list[np.ndarray]:
-        """Pinch points next to window k: at the onset of the grasp after it, at the release before it."""
-        if not self.config.hand_anchor:
-            return []
+    def _window(self, start: int, stop: int, before, after) -> _Window:
+        """Frames [start, stop) between the grasp ``before`` and the grasp ``after`` (either may be None), with
+        the pinch points at that release and that onset as anchors."""
+        m = self.config.grasp_margin_frames
         n = self.config.hand_anchor_frames
         anchors = []
-        if k < len(grasps):
-            onset, release = grasps[k]
-            anchors.append(self.T_wh[onset:min(onset + n, release), :3, 3].mean(axis=0))
-        if k > 0:
-            onset, release = grasps[k - 1]
-            anchors.append(self.T_wh[max(release - n, onset):release, :3, 3].mean(axis=0))
-        return anchors
+        if self.config.hand_anchor and after is not None:
+            anchors.append(self.T_wh[after[0]:min(after[0] + n, after[1]), :3, 3].mean(axis=0))
+        if self.config.hand_anchor and before is not None:
+            anchors.append(self.T_wh[max(before[1] - n, before[0]):before[1], :3, 3].mean(axis=0))
+        return _Window(start, stop, (start + (m if before else 0), stop - (m if after else 0)), anchors)
 
     # --- triangulation of a window ---
     def _triangulate(self, window: _Window) -> None:

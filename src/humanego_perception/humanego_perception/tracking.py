@@ -45,7 +45,7 @@ class LucasKanadeConfig:
                                     minimum=0.01)
     mask_margin_px: int = option(3, help="a point stays visible within this distance of the mask (px)", minimum=0)
     reference: Literal["query", "previous"] = option(
-        "query", help="query: every frame is matched to the query frame (no drift; points lost behind an "
+        "previous", help="query: every frame is matched to the query frame (no drift; points lost behind an "
                       "occluder are found again; for a static scene or a short window); previous: frame to frame "
                       "(follows appearance changes; a lost point stays lost)")
 
