@@ -68,7 +68,8 @@ def test_lk_query_mode_finds_a_point_again_after_an_occlusion():
     masks = [np.ones((H, W), bool) for _ in frames]
     for t in (3, 4):
         masks[t][40:80, 70:110] = False  # point 0 is behind an occluder in frames 3 and 4
-    tracks, visible = LucasKanadeTracker(LucasKanadeConfig(mask_margin_px=0)).track(frames, 0, points, masks)
+    config = LucasKanadeConfig(mask_margin_px=0, reference="query")
+    tracks, visible = LucasKanadeTracker(config).track(frames, 0, points, masks)
     assert visible[[0, 1, 2, 5, 6, 7, 8, 9], 0].all() and not visible[[3, 4], 0].any()
     np.testing.assert_allclose(tracks[9, 0], [80.0 + 13.5, 60.0 + 4.5], atol=0.2)
 
