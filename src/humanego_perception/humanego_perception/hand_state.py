@@ -21,39 +21,43 @@ Steps (all vectorised over frames):
    ``no_trajectory`` and never filled (it has no device pose).
 3. **Smoothing.** A centred Gaussian in time (standard deviation ``smoothing_s``) over each run of
    consecutive valid frames, never across an invalid frame: landmarks and positions are averaged,
-   rotations by the normalised weighted mean of their hemisphere-aligned quaternions (the chordal L2
-   mean, exact to second order in the spread of rotations a few frames apart).
+   rotations by the normalised weighted mean of their hemisphere-aligned quaternions (scipy's chordal
+   L2 mean ``Rotation.mean`` to third order in the spread of rotations a few frames apart).
 4. **Grasp** (HumanEgo: thumb-index tip distance under a threshold, box-filtered, flicker-suppressed).
    The pinch distance of the smoothed landmarks is box-filtered over ``grasp_box_frames`` within each
-   valid run, then thresholded with hysteresis: a grasp starts when the filtered distance falls to
+   valid run, then thresholded with hysteresis: a grasp starts when the filtered distance closes to
    ``grasp_close_m`` or below and ends above ``grasp_open_m``. Unlike HumanEgo, a pinch under
-   ``grasp_min_m`` is an *empty* pinch (fingertips nearly touching: no object between them) and no
-   grasp; ``grasp_min_m: 0`` is HumanEgo's rule. Then releases and grasps shorter than
-   ``min_grasp_change_frames`` are removed, in that order (a short release inside a grasp is filled
-   first, so it cannot split the grasp into two short ones that would then vanish).
+   ``grasp_min_m`` is *empty* (fingertips nearly touching: no object between them): no grasp, and an
+   empty pinch must open above ``grasp_open_m`` before it can grasp again (a hand opening from rest
+   passes through the grasp band holding nothing); ``grasp_min_m: 0`` is HumanEgo's rule with
+   hysteresis. Then releases and grasps shorter than ``min_grasp_change_frames`` are removed, in that
+   order (a short release inside a grasp is filled first, so it cannot split the grasp into two short
+   ones that would then vanish).
 
-Why these grasp defaults (measured with ``benchmarks/hand_state.py`` on 14 generated serve_bread demos,
-3058 frames, pinch distance of the noisy MPS-style landmarks (sigma 3 mm per coordinate) against the
-simulator's ground truth ``grasped``):
+Why these grasp defaults (``python benchmarks/hand_state.py``: 14 generated serve_bread demos, seeds 0-13,
+2887 frames; thumb-index tip distance of the MPS-style landmarks in the files, noise 3 mm per coordinate,
+split by the simulator's ground truth):
 
-==================  =====================================================================
-frames              pinch distance (m): min / 5 % / median / 95 % / max
-==================  =====================================================================
-grasped (992)       0.050 / 0.058 / 0.065 / 0.073 / 0.082
-not grasped (2066)  0.018 / 0.023 / 0.078 / 0.106 / 0.114  (two modes:)
-  idle (487)        0.018 / 0.024 / 0.031 / 0.037 / 0.046  (relaxed hand at rest)
-  descend (262)     0.087 / 0.093 / 0.101 / 0.108 / 0.114  (hand opened before grasping)
-==================  =====================================================================
+===================  ===========================================================================
+frames               pinch distance (m): min / 5 % / median / 95 % / max
+===================  ===========================================================================
+grasped (960)        0.051 / 0.058 / 0.065 / 0.073 / 0.078
+not grasped (1927)   0.019 / 0.027 / 0.076 / 0.104 / 0.114, two modes:
+- idle (446)         0.020 / 0.024 / 0.030 / 0.038 / 0.041  (relaxed hand at rest)
+- descend (244)      0.086 / 0.090 / 0.098 / 0.107 / 0.114  (hand opened before grasping)
+===================  ===========================================================================
 
 The demonstrator opens its pinch to at most 0.11 m (0.09-0.11 m before a grasp), so HumanEgo's 0.105 m
-marks nearly every frame as grasped (F1 ~0.5 against the ground truth); and its relaxed hand rests at
-0.03 m, closer than any grasp, which a single upper threshold also calls a grasp. The defaults put
-``grasp_close_m`` / ``grasp_open_m`` between the grasped and the opened hand and ``grasp_min_m``
-between the resting hand and the narrowest simulated grasp (put_in_bowl's 4.5 cm cube: 0.06 m);
-``min_grasp_change_frames`` removes the pinch passing through the grasp band while the hand opens
-from rest or closes back to it (0.17-0.32 s). Results on those demos are in the module's tests and
-the benchmark (grasp F1 >= 0.95). Real hands open wider before grasping; for real recordings
-HumanEgo's 0.105 m / ``grasp_min_m: 0`` may fit better: check with the report's pinch distance plot.
+marks every frame of these demos as grasped (F1 0.50); and its relaxed hand rests at 0.03 m, closer than
+any grasp, which a single upper threshold also calls a grasp. The defaults put ``grasp_close_m`` /
+``grasp_open_m`` (0.078 / 0.082) between the grasped and the opened hand, ``grasp_min_m`` (0.045) between
+the resting hand and the narrowest simulated grasp (put_in_bowl's 4.5 cm cube: 0.06 m), and
+``min_grasp_change_frames`` (10) removes the pinch passing through the grasp band while the hand closes
+back to rest (0.17-0.32 s). Measured with them: grasp F1 0.973 pooled, 0.959-0.983 per demo (the misses
+are the 2-4 frames at each release where the ground truth has let go before the fingers open); put_in_bowl
+0.943-0.966. Real hands open wider before grasping and relax differently: for real recordings check the
+report's pinch distances; ``grasp_close_m: 0.105, grasp_open_m: 0.105, grasp_min_m: 0`` is HumanEgo's
+rule.
 """
 
 from __future__ import annotations
@@ -128,12 +132,14 @@ class HandStates:
         return {"valid": int(np.sum(self.valid)), **{r: int(np.sum(self.reason == r)) for r in REASONS}}
 
 
-def _check_inputs(tracking: HandTracking, frame_t_ns, side: str) -> np.ndarray:
+def _check_inputs(frame_t_ns, side: str) -> np.ndarray:
     if side not in HANDS:
         raise ValueError(f"side must be one of {HANDS}, got {side!r}")
     t = np.asarray(frame_t_ns)
     if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
         raise ValueError(f"frame_t_ns must be a 1-D integer array of device times (ns), got {t.dtype} {t.shape}")
+    if t.size == 0:
+        raise ValueError("frame_t_ns is empty: a recording without RGB frames has no hand states")
     if np.any(np.diff(t) <= 0):
         k = int(np.argmax(np.diff(t) <= 0)) + 1
         raise ValueError(f"frame_t_ns must strictly increase: frame {k} ({t[k]} ns) is not after frame {k - 1} "
@@ -158,7 +164,7 @@ def _usable_rows(tracking: HandTracking, side: str, min_confidence: float) -> np
 def choose_side(tracking: HandTracking, frame_t_ns, config: HandStateConfig) -> str:
     """The hand tracked at the most frames (a valid row within ``max_time_offset_s``), ties broken by the
     summed confidence, then "right": the acting hand of a single-arm task."""
-    t = _check_inputs(tracking, frame_t_ns, "right")
+    t = _check_inputs(frame_t_ns, "right")
     offset_ns = round(config.max_time_offset_s * 1e9)
     scores = {}
     for side in HANDS:
@@ -328,7 +334,7 @@ def suppress_flicker(grasp: np.ndarray, run: np.ndarray, min_frames: int) -> np.
 def estimate_hand_states(tracking: HandTracking, trajectory: Trajectory, frame_t_ns, side: str,
                          config: HandStateConfig) -> HandStates:
     """The hand ``side``'s pose, landmarks and grasp at each RGB frame time (see the module docstring)."""
-    t = _check_inputs(tracking, frame_t_ns, side)
+    t = _check_inputs(frame_t_ns, side)
     n = t.size
     offset_ns = round(config.max_time_offset_s * 1e9)
     gap_ns = round(config.max_gap_s * 1e9)
@@ -372,7 +378,7 @@ def estimate_hand_states(tracking: HandTracking, trajectory: Trajectory, frame_t
     L_world[i] = L_rows[nearest[i]]
 
     run = _runs(valid)
-    t_s = (t - t[0]) * 1e-9 if n else np.zeros(0)
+    t_s = (t - t[0]) * 1e-9
     if config.smoothing_s > 0 and np.any(valid):
         L_world = _smooth_values(L_world, t_s, run, config.smoothing_s)
         T_world_hand = _smooth_poses(T_world_hand, t_s, run, config.smoothing_s)

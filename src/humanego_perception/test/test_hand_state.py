@@ -337,6 +337,8 @@ def test_config_schema_and_bad_input():
         estimate_hand_states(hands, still_device(t), t[[0, 2, 1, 3]], "right", HandStateConfig())
     with pytest.raises(ValueError, match="1-D integer array"):
         estimate_hand_states(hands, still_device(t), t * 1e-9, "right", HandStateConfig())
+    with pytest.raises(ValueError, match="frame_t_ns is empty"):
+        choose_side(hands, t[:0], HandStateConfig())
 
 
 def test_degenerate_landmarks_count_as_not_tracked():
