@@ -22,8 +22,8 @@ them. Durations are converted to frames at ``fps``. The window is defined by gra
 one (including a push, where the hand never closes on the object) keeps nothing, reason "no grasp found".
 
 Measured on 14 generated serve_bread demos (``benchmarks/hand_state.py``): the window holds every frame
-the ground truth marks grasped and none of its 446 idle frames; it starts 0.1-0.3 s after the hand sets
-off (the first 1.5 cm of the reach) and keeps 2171 of 2887 frames.
+the ground truth marks grasped and none of its 446 idle frames; it starts shortly after the hand sets
+off (0.1-0.25 s: the first 1.5 cm of the reach) and keeps 2171 of 2887 frames.
 """
 
 from __future__ import annotations
