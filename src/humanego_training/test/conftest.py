@@ -6,7 +6,7 @@ import pytest
 
 from humanego_sim.generate_demos import generate
 
-SIZE = 160  # px: small enough to generate in seconds, large enough for the bread to cover a few dozen pixels
+SIZE = 320  # px: the bread (10 cm at 0.6 m) must cover enough pixels to be detected and tracked
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import pytest
 from humanego_core.camera_models import FISHEYE624
 from humanego_training.human_recording import HumanRecordingError, find_recordings, open_human_recording
 
+from .conftest import SIZE
+
 ARIA = Path(__file__).resolve().parents[4] / "shared" / "data" / "aria"
 
 
@@ -15,10 +17,10 @@ def test_synthetic_recording_opens_with_its_mps_files(demos_dir):
     assert rec.kind == "folder"
     assert rec.num_frames == len(rec.frame_t_ns) > 10
     assert rec.fps == pytest.approx(30.0, rel=1e-3)
-    assert rec.camera.model == FISHEYE624 and rec.camera.width == 160
+    assert rec.camera.model == FISHEYE624 and rec.camera.width == SIZE
     frames = list(rec.frames([2, 5]))
     assert [i for i, _ in frames] == [2, 5]
-    assert frames[0][1].shape == (160, 160, 3)
+    assert frames[0][1].shape == (SIZE, SIZE, 3)
     np.testing.assert_array_equal(frames[1][1], next(rec.frames([5]))[1])
 
 

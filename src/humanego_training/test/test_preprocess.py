@@ -163,7 +163,6 @@ def test_frames_without_the_object_are_dropped_and_reported(demos_dir, tmp_path)
     config.image.width = config.image.height = SIZE
     pre = Preprocessor(load_task("serve_bread"), config, progress=False)
     first = pre.run(recording)
-    assert "bread: empty mask" not in first.dropped
     folder = recording / CACHE / FRAMES
     kept = [json.loads(p.read_text())["metadata"]["frame_index"] for p in frames_of(recording)]
     painted = kept[len(kept) // 2: len(kept) // 2 + 4]
@@ -178,7 +177,7 @@ def test_frames_without_the_object_are_dropped_and_reported(demos_dir, tmp_path)
     for stage in ("masks", "objects"):
         (recording / CACHE / f"{stage}.json").unlink()
     second = pre.run(recording)
-    assert second.dropped.get("bread: empty mask", 0) >= len(painted)
+    assert second.dropped.get("bread: empty mask", 0) >= first.dropped.get("bread: empty mask", 0) + len(painted)
     report = json.loads((recording / "preprocess" / REPORT_JSON).read_text())
     assert report["dropped"]["bread: empty mask"] == second.dropped["bread: empty mask"]
     still_kept = {json.loads(p.read_text())["metadata"]["frame_index"] for p in frames_of(recording)}
@@ -189,7 +188,7 @@ def test_bad_input_is_an_error_that_names_the_file(demos_dir, tmp_path):
     recording = Path(shutil.copytree(demos_dir / "demo_0000", tmp_path / "demo"))
     shutil.rmtree(recording / "hand_tracking")
     result = preprocess("--recording", recording)
-    assert result.returncode == 2
+    assert result.returncode == 1  # that recording failed (the others of a folder would go on)
     assert str(recording / "hand_tracking" / "hand_tracking_results.csv") in result.stderr
     result = preprocess("--recording", tmp_path / "absent")
     assert result.returncode == 2 and "no such folder" in result.stderr
