@@ -107,11 +107,34 @@ class TransformTree:
     def set(self, parent: str, child: str, T_parent_child, stamp_ns: int, static: bool = False) -> None:
         """Add ``T_parent_child`` at ``stamp_ns`` (ignored for lookups of a static edge, which holds at all
         times and is replaced by a newer ``set``). Raises TreeStructureError or GeometryError."""
+        self._add(parent, child, geometry.check_transform(T_parent_child, f"transform {parent} -> {child}"),
+                  stamp_ns, static)
+
+    def set_many(self, edges, static: bool = False) -> list[tuple[int, ValueError]]:
+        """Add the (parent, child, T_parent_child, stamp_ns) of ``edges`` (what one TF message carries), checked
+        as one batch; returns the (index, error) of the edges refused, having added all the others."""
+        edges = list(edges)
+        try:
+            geometry.check_transform(np.stack([T for _, _, T, _ in edges]), "transforms")
+            checked = True
+        except ValueError:  # some transform is bad: check them one by one to find it
+            checked = False
+        refused = []
+        for i, (parent, child, T, stamp_ns) in enumerate(edges):
+            try:
+                if checked:
+                    self._add(parent, child, np.asarray(T, dtype=np.float64), stamp_ns, static)
+                else:
+                    self.set(parent, child, T, stamp_ns, static)
+            except ValueError as exc:  # GeometryError, TreeStructureError
+                refused.append((i, exc))
+        return refused
+
+    def _add(self, parent: str, child: str, T: np.ndarray, stamp_ns: int, static: bool) -> None:
         if not parent or not child:
             raise TreeStructureError(f"frame names must not be empty (parent {parent!r}, child {child!r})")
         if parent == child:
             raise TreeStructureError(f"transform from frame {child!r} to itself")
-        T = geometry.check_transform(T_parent_child, f"transform {parent} -> {child}")
         stamp_ns = int(stamp_ns)
         with self._lock:
             edge = self._edges.get(child)

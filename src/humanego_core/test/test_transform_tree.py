@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
-from humanego_core.geometry import GeometryError
+from humanego_core.geometry import GeometryError, interpolate
 from humanego_core.transform_tree import (
     ConnectivityError,
     ExtrapolationError,
@@ -159,6 +159,22 @@ def test_cycles_reparenting_and_kind_changes_are_refused():
 def test_non_rigid_transforms_are_refused(bad):
     with pytest.raises(GeometryError, match="world -> base"):
         TransformTree().set("world", "base", bad, 0)
+
+
+def test_set_many_adds_the_good_edges_and_returns_the_refused_ones():
+    rng = np.random.default_rng(9)
+    T = [random_transform(rng) for _ in range(3)]
+    tree = TransformTree()
+    tree.set("world", "base", T[0], 0, static=True)
+    refused = tree.set_many([("base", "link1", T[1], 10), ("link1", "world", T[2], 10),  # a cycle
+                             ("base", "link2", np.full((4, 4), np.nan), 10), ("link1", "link3", T[2], 10)])
+    assert [i for i, _ in refused] == [1, 2]
+    assert isinstance(refused[0][1], TreeStructureError) and isinstance(refused[1][1], GeometryError)
+    np.testing.assert_allclose(tree.lookup("world", "link3", 10), T[0] @ T[1] @ T[2], atol=1e-12)
+    assert "link2" not in tree.frames
+    assert tree.set_many([("base", "link1", T[2], 20)]) == []
+    assert tree.set_many([]) == []
+    np.testing.assert_allclose(tree.lookup("base", "link1", 15), interpolate(T[1], T[2], 0.5), atol=1e-12)
 
 
 def test_concurrent_filling_and_lookups():

@@ -12,6 +12,7 @@ import bisect
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from humanego_core.camera_models import CameraModel
@@ -75,6 +76,31 @@ class JointStateBuffer:
         return self._states[best], offset
 
 
+class DownscaledInpainter:
+    """Runs an inpainter on the image shrunk by ``scale`` and pastes its fill, scaled back up, into the masked
+    pixels. OpenCV's inpainting costs in proportion to the masked area, which on the robot's camera (the whole
+    arm) is large; its fill is smooth, so a half-resolution fill looks the same at a quarter of the cost."""
+
+    def __init__(self, inpainter, scale: float):
+        if not 0.0 < scale <= 1.0:
+            raise ValueError(f"inpaint scale must be in (0, 1], got {scale}")
+        self.inpainter = inpainter
+        self.scale = float(scale)
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.scale == 1.0:
+            return self.inpainter.inpaint(image, mask)
+        height, width = mask.shape
+        size = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        # Every small pixel the mask touches is filled, so no robot colour is averaged into the kept ones.
+        small_mask = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 0
+        filled = cv2.resize(self.inpainter.inpaint(small, small_mask), (width, height), interpolation=cv2.INTER_LINEAR)
+        out = image.copy()
+        out[mask] = filled[mask]
+        return out
+
+
 class RobotCleanView:
     """Robot arm out, virtual gripper in: one camera frame at a time."""
 
@@ -92,10 +118,12 @@ class RobotCleanView:
             raise ValueError(f"ee_to_gripper must be 4x4, got shape {self.T_ee_gripper.shape}")
 
     @classmethod
-    def from_config(cls, urdf_path: str | Path, views: ViewsConfig, padding_px: int = 3,
-                    ee_frame: str = "ee") -> RobotCleanView:
-        return cls(RobotSelfMask(urdf_path, padding_px=padding_px), build_inpainter(views),
-                   GripperOverlay(views.gripper), ee_frame, views.gripper.ee_to_gripper)
+    def from_config(cls, urdf_path: str | Path, views: ViewsConfig, padding_px: int = 3, ee_frame: str = "ee",
+                    inpaint_scale: float = 0.5) -> RobotCleanView:
+        """The views configuration's inpainter (run at ``inpaint_scale`` of the image size) and gripper."""
+        return cls(RobotSelfMask(urdf_path, padding_px=padding_px),
+                   DownscaledInpainter(build_inpainter(views), inpaint_scale), GripperOverlay(views.gripper),
+                   ee_frame, views.gripper.ee_to_gripper)
 
     def process(self, image: np.ndarray, camera: CameraModel, T_camera_base,
                 q: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 from rclpy.node import Node
 from tf2_msgs.msg import TFMessage
 
+from humanego_core import geometry
 from humanego_core.transform_tree import DEFAULT_BUFFER_DURATION_NS, TransformTree
 from humanego_ros import conversions as conv
 from humanego_ros import qos
@@ -35,14 +36,38 @@ class TfListener:
         return self.tree.lookup(target_frame, source_frame, stamp_ns)
 
     def _on_message(self, msg: TFMessage, static: bool) -> None:
-        for t in msg.transforms:
-            parent, child = t.header.frame_id, t.child_frame_id
-            try:
-                self.tree.set(parent, child, conv.transform_to_matrix(t.transform), conv.time_to_ns(t.header.stamp),
-                              static=static)
-                self.received += 1
-            except ValueError as exc:  # GeometryError, TreeStructureError
-                self.rejected[parent, child] += 1
-                if self.rejected[parent, child] == 1:
-                    self.node.get_logger().error(f"{'/tf_static' if static else '/tf'} transform {parent} -> {child} "
-                                                 f"ignored (further ones of this edge are counted silently): {exc}")
+        edges, refused = [], []
+        for t, T in zip(msg.transforms, self._matrices(msg.transforms), strict=True):
+            if isinstance(T, ValueError):
+                refused.append((t.header.frame_id, t.child_frame_id, T))
+            else:
+                edges.append((t.header.frame_id, t.child_frame_id, T, conv.time_to_ns(t.header.stamp)))
+        not_added = self.tree.set_many(edges, static)
+        self.received += len(edges) - len(not_added)
+        refused += [(*edges[i][:2], exc) for i, exc in not_added]
+        for parent, child, exc in refused:
+            self.rejected[parent, child] += 1
+            if self.rejected[parent, child] == 1:
+                self.node.get_logger().error(f"{'/tf_static' if static else '/tf'} transform {parent} -> {child} "
+                                             f"ignored (further ones of this edge are counted silently): {exc}")
+
+    @staticmethod
+    def _matrices(transforms) -> list:
+        """T_parent_child of each TransformStamped, converted as one batch (a TF message carries one per moving
+        link, at the robot's state rate), or the ValueError of the one that cannot be converted."""
+        if not transforms:
+            return []
+        translations = [(t.transform.translation.x, t.transform.translation.y, t.transform.translation.z)
+                        for t in transforms]
+        quaternions = [(t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w)
+                       for t in transforms]
+        try:
+            return list(geometry.transform_from_pos_quat(translations, quaternions))
+        except ValueError:
+            out = []
+            for t in transforms:
+                try:
+                    out.append(conv.transform_to_matrix(t.transform))
+                except ValueError as exc:
+                    out.append(exc)
+            return out
