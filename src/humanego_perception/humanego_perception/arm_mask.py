@@ -20,6 +20,7 @@ measured in pixels at the point, so perspective and distortion shape the capsule
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -28,6 +29,7 @@ import numpy as np
 from humanego_core import hand as lm
 from humanego_core.camera_models import CameraModel
 from humanego_core.config import option
+from humanego_perception.onnx_model import OnnxModel, TensorSpec
 
 SIDES = ("left", "right")
 # Bone chains drawn as capsules (the palm hull covers the wrist-to-knuckle part).
@@ -82,13 +84,13 @@ class ArmMaskConfig:
                                      "from (multiple of the prior's radii)", minimum=1.0, maximum=10.0)
     ring_outer_scale: float = option(3.0, help="outer edge of that ring (multiple of the prior's radii)",
                                      minimum=1.0, maximum=20.0)
-    grow_scale: float = option(1.6, help="skin-like pixels are added up to this multiple of the prior's radii",
+    grow_scale: float = option(2.0, help="skin-like pixels are added up to this multiple of the prior's radii",
                                minimum=1.0, maximum=10.0)
     chroma_bins: int = option(64, help="bins per axis of the log-chromaticity (log R/G, log B/G over [-1, 1]) "
                               "histograms", minimum=8, maximum=256)
     min_value: int = option(20, help="pixels darker than this (max of R, G, B) have no reliable colour and never "
                             "count as skin", minimum=0, maximum=255)
-    keep_ratio: float = option(0.5, help="a prior pixel stays unless its colour is this many times less likely "
+    keep_ratio: float = option(0.25, help="a prior pixel stays unless its colour is this many times less likely "
                                "under the skin model than under the background model", minimum=1e-6)
     grow_ratio: float = option(4.0, help="a pixel next to the prior is added when its colour is this many times "
                                "more likely under the skin model than under the background model", minimum=1e-6)
@@ -103,6 +105,18 @@ class ArmMaskConfig:
                                        minimum=0, maximum=64)
     dilate_px: int = option(0, help="grow the final mask by this many pixels (a safety margin that is part of "
                             "the published/stored mask)", minimum=0, maximum=50)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, problem) for what the schema's types and bounds cannot check."""
+        out = []
+        if len(self.shoulder_distance_m) != 2 or self.shoulder_distance_m[0] > self.shoulder_distance_m[1]:
+            out.append(("shoulder_distance_m", f"must be [nearest, farthest], got {self.shoulder_distance_m}"))
+        if self.ring_outer_scale <= self.ring_inner_scale:
+            out.append(("ring_outer_scale", f"{self.ring_outer_scale} must exceed ring_inner_scale "
+                                            f"{self.ring_inner_scale}"))
+        if self.core_scale > 1.0 or self.grow_scale < 1.0:
+            out.append(("core_scale", "the core must lie inside the prior (<= 1) and the growth band outside (>= 1)"))
+        return out
 
 
 @dataclass
@@ -123,6 +137,12 @@ class HandInCamera:
             raise ValueError(f"{self.side} hand: landmarks contain NaN or inf")
         if not np.isfinite(self.confidence):
             raise ValueError(f"{self.side} hand: confidence is {self.confidence}")
+
+
+def _raise_problems(config: ArmMaskConfig) -> None:
+    problems = config.problems()
+    if problems:
+        raise ValueError("; ".join(f"arm_mask.{key}: {problem}" for key, problem in problems))
 
 
 def _check_inputs(image_rgb: np.ndarray, camera: CameraModel) -> None:
@@ -152,7 +172,7 @@ SCORE_CLIP = (-1.0, 3.0)
 
 # Pixels with a channel at or above this are clipped by the sensor (highlights): their chromaticity is
 # not the surface's.
-SATURATED = 220
+SATURATED = 250
 
 
 class ChromaImage:
@@ -257,7 +277,6 @@ class ArmGeometry:
 
     tubes: list[_Tube] = field(default_factory=list)  # capsule chains: fingers, forearm, upper arm
     palms: list[_Tube] = field(default_factory=list)  # filled as one convex hull of discs each
-    forearms: list[_Tube] = field(default_factory=list)  # also in tubes
 
     @classmethod
     def hands_only(cls, hands: list[HandInCamera], config: ArmMaskConfig) -> ArmGeometry:
@@ -270,17 +289,10 @@ class ArmGeometry:
             geometry.palms.append(_Tube(L[list(PALM)], np.full(len(PALM), config.palm_radius_m), axis_free=True))
         return geometry
 
-    def add_arm(self, tube: _Tube, forearm: bool) -> None:
-        self.tubes.append(tube)
-        if forearm:
-            self.forearms.append(tube)
-
-    def draw(self, camera: CameraModel, near: float, scale: float = 1.0, parts: str = "all") -> np.ndarray:
-        """uint8 (H, W) mask, 1 inside the shapes with every radius multiplied by ``scale``. ``parts``:
-        "all", or "skin_sample": palms and forearms, the parts surest to show skin (a hand may hold something
-        between its fingers, and the upper arm is the least certain fit)."""
+    def draw(self, camera: CameraModel, near: float, scale: float = 1.0) -> np.ndarray:
+        """uint8 (H, W) mask, 1 inside the shapes with every radius multiplied by ``scale``."""
         mask = np.zeros((camera.height, camera.width), np.uint8)
-        for tube in self.tubes if parts == "all" else self.forearms:
+        for tube in self.tubes:
             _fill_capsule_chain(mask, *tube.projected(camera, near), scale)
         for palm in self.palms:
             centre, half, ok = palm.projected(camera, near)
@@ -413,36 +425,57 @@ class ArmFitter:
         self.config = config
         self.coarse = sphere_directions(COARSE_DIRECTIONS)
 
-    def fit(self, geometry: ArmGeometry, hands: list[HandInCamera], camera: CameraModel,
-            log_ratio: np.ndarray | None) -> ArmGeometry:
-        """Adds the arms of ``hands`` to ``geometry``; without a skin map (None) the forearm follows the palm
-        direction and there is no upper arm."""
+    def fit(self, hands: list[HandInCamera], camera: CameraModel, chroma: ChromaImage | None) -> ArmGeometry:
+        """The hands with their arms. Without colours (None) the forearm follows the palm direction and there
+        is no upper arm."""
         cfg = self.config
-        small = None if log_ratio is None else (camera, np.clip(log_ratio, *SCORE_CLIP).astype(np.float64))
+        geometry = ArmGeometry.hands_only(hands, cfg)
+        if cfg.forearm_length_m <= 0:
+            return geometry
+        evidence = self._evidence(geometry, camera, chroma)
+        elbows = []
         for hand in hands:
             L = hand.landmarks
             wrist = L[lm.WRIST]
             palm_direction = wrist - L[list(KNUCKLES)].mean(axis=0)
-            if cfg.forearm_length_m <= 0 or np.linalg.norm(palm_direction) < 1e-6:
+            if np.linalg.norm(palm_direction) < 1e-6:
                 continue
             palm_direction /= np.linalg.norm(palm_direction)
-            forearm = self._forearm_direction(wrist, palm_direction, geometry, small)
-            geometry.add_arm(_sampled(np.stack([wrist, wrist + cfg.forearm_length_m * forearm]),
-                                      np.array([cfg.forearm_radius_wrist_m, cfg.forearm_radius_elbow_m]),
-                                      cfg.sample_step_m), forearm=True)
-            if small is not None and cfg.upper_arm_length_m > 0:
-                elbow = wrist + cfg.forearm_length_m * forearm
-                upper = self._upper_arm_direction(elbow, geometry, small)
+            forearm = self._forearm_direction(wrist, palm_direction, geometry, evidence)
+            geometry.tubes.append(_sampled(np.stack([wrist, wrist + cfg.forearm_length_m * (
+                palm_direction if forearm is None else forearm)]),
+                np.array([cfg.forearm_radius_wrist_m, cfg.forearm_radius_elbow_m]), cfg.sample_step_m))
+            if forearm is not None:
+                elbows.append(wrist + cfg.forearm_length_m * forearm)
+        if elbows and cfg.upper_arm_length_m > 0:
+            # relearnt with the forearms' skin: many more pixels than the hands alone, and lit like the arm
+            evidence = self._evidence(geometry, camera, chroma)
+            for elbow in elbows:
+                upper = self._upper_arm_direction(elbow, geometry, evidence)
                 if upper is not None:
-                    geometry.add_arm(_sampled(np.stack([elbow, elbow + cfg.upper_arm_length_m * upper]),
-                                              np.array([cfg.forearm_radius_elbow_m, cfg.upper_arm_radius_m]),
-                                              cfg.sample_step_m), forearm=False)
+                    geometry.tubes.append(_sampled(np.stack([elbow, elbow + cfg.upper_arm_length_m * upper]),
+                                                   np.array([cfg.forearm_radius_elbow_m, cfg.upper_arm_radius_m]),
+                                                   cfg.sample_step_m))
         return geometry
 
-    def _forearm_direction(self, wrist, palm_direction, geometry, small) -> np.ndarray:
+    def _evidence(self, geometry: ArmGeometry, camera: CameraModel, chroma: ChromaImage | None):
+        """(camera, clipped skin log-likelihood ratio) learnt from the core of ``geometry`` against everything
+        far from it; None without colours or enough pixels."""
+        if chroma is None:
+            return None
         cfg = self.config
-        if small is None or cfg.forearm_search_deg <= 0:
-            return palm_direction
+        core = geometry.draw(camera, cfg.near_m, cfg.core_scale) > 0
+        background = geometry.draw(camera, cfg.near_m, cfg.ring_outer_scale) == 0
+        model = SkinModel.learn(chroma, core, background, cfg.min_core_px)
+        if model is None:
+            return None
+        return camera, np.clip(model.log_ratio(chroma), *SCORE_CLIP).astype(np.float64)
+
+    def _forearm_direction(self, wrist, palm_direction, geometry, evidence) -> np.ndarray | None:
+        """The fitted direction, or None where nothing fits better than non-skin (or there is no evidence)."""
+        cfg = self.config
+        if evidence is None or cfg.forearm_search_deg <= 0:
+            return None
         max_angle = np.radians(cfg.forearm_search_deg)
 
         def allowed(d):
@@ -453,10 +486,10 @@ class ArmFitter:
 
         radii = (cfg.forearm_radius_wrist_m, cfg.forearm_radius_elbow_m)
         best, score = self._search(wrist, np.vstack([palm_direction, self.coarse]), allowed, cfg.forearm_length_m,
-                                   radii, geometry, small)
-        return best if best is not None and score > 0 else palm_direction
+                                   radii, geometry, evidence)
+        return best if best is not None and score > 0 else None
 
-    def _upper_arm_direction(self, elbow, geometry, small) -> np.ndarray | None:
+    def _upper_arm_direction(self, elbow, geometry, evidence) -> np.ndarray | None:
         cfg = self.config
         near, far = cfg.shoulder_distance_m
 
@@ -465,7 +498,7 @@ class ArmFitter:
             return (distance >= near) & (distance <= far) & self._clear_of_head(elbow, d, cfg.upper_arm_length_m)
 
         best, score = self._search(elbow, self.coarse, allowed, cfg.upper_arm_length_m,
-                                   (cfg.forearm_radius_elbow_m, cfg.upper_arm_radius_m), geometry, small)
+                                   (cfg.forearm_radius_elbow_m, cfg.upper_arm_radius_m), geometry, evidence)
         return best if best is not None and score > 0 else None
 
     def _clear_of_head(self, start, directions, length) -> np.ndarray:
@@ -474,7 +507,7 @@ class ArmFitter:
         closest = start + (t * length)[:, None] * directions
         return np.linalg.norm(closest, axis=-1) > self.config.head_radius_m
 
-    def _search(self, start, directions, allowed, length, radii, geometry, small):
+    def _search(self, start, directions, allowed, length, radii, geometry, evidence):
         """(best direction, its score) over coarse then fine candidates; (None, -inf) if none is allowed."""
         best, best_score = None, -np.inf
         for stage in range(2):
@@ -485,7 +518,7 @@ class ArmFitter:
                 directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
             directions = directions[allowed(directions)]
             if len(directions):
-                scores = self._scores(start, directions, length, radii, geometry, small)
+                scores = self._scores(start, directions, length, radii, geometry, evidence)
                 k = int(np.argmax(scores))
                 if scores[k] > best_score:
                     best, best_score = directions[k], float(scores[k])
@@ -525,6 +558,7 @@ class LandmarkSkinMasker:
     """The default arm masker: landmark prior, arm fitted to the skin colours, colour refinement."""
 
     def __init__(self, config: ArmMaskConfig):
+        _raise_problems(config)
         self.config = config
         self.fitter = ArmFitter(config)
 
@@ -533,15 +567,7 @@ class LandmarkSkinMasker:
         """The fitted hand and arm geometry, and the image's colours (for the refinement)."""
         cfg = self.config
         chroma = ChromaImage(image_rgb, cfg.chroma_bins, cfg.min_value)
-        geometry = ArmGeometry.hands_only(hands, cfg)
-        log_ratio = None
-        if cfg.skin_refine:
-            # Skin colours from the palm only (fingers may hold something), background far from the hands.
-            core = geometry.draw(camera, cfg.near_m, cfg.core_scale, parts="skin_sample") > 0
-            background = geometry.draw(camera, cfg.near_m, cfg.ring_outer_scale) == 0
-            model = SkinModel.learn(chroma, core, background, cfg.min_core_px)
-            log_ratio = model.log_ratio(chroma) if model is not None else None
-        return self.fitter.fit(geometry, hands, camera, log_ratio), chroma
+        return self.fitter.fit(hands, camera, chroma if cfg.skin_refine else None), chroma
 
     def mask(self, image_rgb: np.ndarray, camera: CameraModel, hands: list[HandInCamera]) -> np.ndarray:
         _check_inputs(image_rgb, camera)
@@ -552,12 +578,12 @@ class LandmarkSkinMasker:
         geometry, chroma = self.prior(image_rgb, camera, hands)
         prior = geometry.draw(camera, cfg.near_m) > 0
         mask = self._refine(geometry, chroma, camera, prior) if cfg.skin_refine else prior
-        return _dilated(mask, cfg.dilate_px)
+        return dilate_mask(mask, cfg.dilate_px)
 
     def _refine(self, geometry: ArmGeometry, chroma: ChromaImage, camera: CameraModel,
                 prior: np.ndarray) -> np.ndarray:
         cfg = self.config
-        core = geometry.draw(camera, cfg.near_m, cfg.core_scale, parts="skin_sample") > 0
+        core = geometry.draw(camera, cfg.near_m, cfg.core_scale) > 0
         ring = ((geometry.draw(camera, cfg.near_m, cfg.ring_outer_scale) > 0)
                 & (geometry.draw(camera, cfg.near_m, cfg.ring_inner_scale) == 0))
         model = SkinModel.learn(chroma, core, ring, cfg.min_core_px)
@@ -579,8 +605,103 @@ class LandmarkSkinMasker:
         return anchored[labels]
 
 
-def _dilated(mask: np.ndarray, pixels: int) -> np.ndarray:
+def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Bool ``mask`` grown by a disc of radius ``pixels``."""
     if pixels <= 0:
         return mask
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Backend 2: SAM2 (ONNX)
+# ----------------------------------------------------------------------------------------------
+SAM2_SIZE = 1024  # the encoder's square input (pixels)
+SAM2_LOW_RES = 256  # the decoder's mask logits: SAM2_SIZE / 4
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+SAM2_ENCODER_OUTPUTS = [TensorSpec("high_res_feats_0", (1, 32, 256, 256)),
+                        TensorSpec("high_res_feats_1", (1, 64, 128, 128)),
+                        TensorSpec("image_embed", (1, 256, 64, 64))]
+SAM2_ENCODER_INPUTS = [TensorSpec("image", (1, 3, SAM2_SIZE, SAM2_SIZE))]
+SAM2_DECODER_INPUTS = SAM2_ENCODER_OUTPUTS[::-1] + [
+    TensorSpec("point_coords", (1, "num_points", 2)), TensorSpec("point_labels", (1, "num_points")),
+    TensorSpec("mask_input", (1, 1, SAM2_LOW_RES, SAM2_LOW_RES)), TensorSpec("has_mask_input", (1,))]
+SAM2_DECODER_OUTPUTS = [TensorSpec("masks", (1, "num_masks", SAM2_LOW_RES, SAM2_LOW_RES)),
+                        TensorSpec("iou_predictions", (1, "num_masks"))]
+
+
+class Sam2ArmMasker:
+    """SAM2 prompted with the landmarks, as exported by the common two-file ONNX export.
+
+    The export is samexporter's (github.com/vietanhdev/samexporter, ``samexporter/export_sam2.py``, used the
+    same way by its ``sam2_onnx.py``): the image encoder takes ``image`` [1, 3, 1024, 1024] float32, RGB
+    resized to 1024x1024 (no padding), /255, ImageNet mean/std normalised, and returns ``high_res_feats_0``
+    [1, 32, 256, 256], ``high_res_feats_1`` [1, 64, 128, 128], ``image_embed`` [1, 256, 64, 64]; the decoder
+    takes those plus ``point_coords`` [1, N, 2] (pixels of the 1024x1024 input), ``point_labels`` [1, N]
+    (1 positive, 0 negative), ``mask_input`` [1, 1, 256, 256] and ``has_mask_input`` [1] (0: no mask prompt),
+    and returns ``masks`` [1, K, 256, 256] (low-resolution logits over the whole 1024x1024 input, K = 3 with
+    multimask output) and ``iou_predictions`` [1, K].
+
+    Prompts: the landmarks in the image (positive) and ``sam2_negative_points`` points on a ring around the
+    landmark prior (negative). The mask with the best predicted IoU is upsampled to the image and
+    thresholded at 0.
+    """
+
+    def __init__(self, config: ArmMaskConfig, providers: list[str] | None = None):
+        _raise_problems(config)
+        for key in ("sam2_encoder", "sam2_decoder"):
+            if getattr(config, key) is None:
+                raise ValueError(f"arm_mask.{key} is not set: the sam2 backend needs the SAM2 encoder and decoder "
+                                 f"ONNX files (see config/views.yaml)")
+        self.config = config
+        self.fitter = ArmFitter(config)
+        self.encoder = OnnxModel(Path(config.sam2_encoder).expanduser(), SAM2_ENCODER_INPUTS, SAM2_ENCODER_OUTPUTS,
+                                 "SAM2 image encoder (config key arm_mask.sam2_encoder)", providers)
+        self.decoder = OnnxModel(Path(config.sam2_decoder).expanduser(), SAM2_DECODER_INPUTS, SAM2_DECODER_OUTPUTS,
+                                 "SAM2 prompt encoder and mask decoder (config key arm_mask.sam2_decoder)", providers)
+
+    def prompts(self, image_rgb: np.ndarray, camera: CameraModel, hands: list[HandInCamera]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt pixels (N, 2) of the image and their labels (N,): 1 on the landmarks, 0 around the arm."""
+        cfg = self.config
+        positives = [_project_in_front(camera, h.landmarks, cfg.near_m) for h in hands]
+        positive = np.concatenate([uv[ok & camera.is_visible(np.where(ok[:, None], uv, -1e9))]
+                                   for uv, ok in positives]) if positives else np.zeros((0, 2))
+        chroma = ChromaImage(image_rgb, cfg.chroma_bins, cfg.min_value)
+        geometry = self.fitter.fit(hands, camera, chroma)
+        ring = ((geometry.draw(camera, cfg.near_m, cfg.ring_outer_scale) > 0)
+                & (geometry.draw(camera, cfg.near_m, cfg.ring_inner_scale) == 0))
+        negative = _spread_points(ring, cfg.sam2_negative_points)
+        coords = np.concatenate([positive, negative]).astype(np.float32)
+        labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))]).astype(np.float32)
+        return coords, labels
+
+    def mask(self, image_rgb: np.ndarray, camera: CameraModel, hands: list[HandInCamera]) -> np.ndarray:
+        _check_inputs(image_rgb, camera)
+        hands = [h for h in hands if h.confidence >= self.config.min_confidence]
+        coords, labels = self.prompts(image_rgb, camera, hands)
+        if not (labels == 1).any():
+            return np.zeros(image_rgb.shape[:2], bool)
+        height, width = image_rgb.shape[:2]
+        resized = cv2.resize(image_rgb, (SAM2_SIZE, SAM2_SIZE), interpolation=cv2.INTER_LINEAR)
+        normalised = (resized.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        features = self.encoder.run({"image": normalised.transpose(2, 0, 1)[None]})
+        scale = np.array([SAM2_SIZE / width, SAM2_SIZE / height], np.float32)
+        out = self.decoder.run({**features, "point_coords": (coords * scale)[None], "point_labels": labels[None],
+                                "mask_input": np.zeros((1, 1, SAM2_LOW_RES, SAM2_LOW_RES), np.float32),
+                                "has_mask_input": np.zeros(1, np.float32)})
+        best = int(np.argmax(out["iou_predictions"][0]))
+        logits = cv2.resize(out["masks"][0, best], (width, height), interpolation=cv2.INTER_LINEAR)
+        return dilate_mask(logits > 0.0, self.config.dilate_px)
+
+
+def _spread_points(region: np.ndarray, count: int) -> np.ndarray:
+    """``count`` pixels (x, y) of ``region`` spread around its centroid (evenly in angle); fewer if it is small."""
+    ys, xs = np.nonzero(region)
+    if count == 0 or len(xs) == 0:
+        return np.zeros((0, 2))
+    angle = np.arctan2(ys - ys.mean(), xs - xs.mean())
+    order = np.argsort(angle)
+    picks = order[(np.arange(count) * len(order)) // count]
+    return np.unique(np.stack([xs[picks], ys[picks]], axis=-1), axis=0).astype(np.float64)
