@@ -255,7 +255,7 @@ class SkinModel:
 # The geometric prior
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class _Tube:
+class Tube:
     """A chain of 3D points with a metric radius at each (a capsule chain once projected)."""
 
     points: np.ndarray  # (N, 3)
@@ -275,8 +275,8 @@ class _Tube:
 class ArmGeometry:
     """The hands' and arms' 3D shapes in the camera frame, ready to draw at any radius scale."""
 
-    tubes: list[_Tube] = field(default_factory=list)  # capsule chains: fingers, forearm, upper arm
-    palms: list[_Tube] = field(default_factory=list)  # filled as one convex hull of discs each
+    tubes: list[Tube] = field(default_factory=list)  # capsule chains: fingers, forearm, upper arm
+    palms: list[Tube] = field(default_factory=list)  # filled as one convex hull of discs each
 
     @classmethod
     def hands_only(cls, hands: list[HandInCamera], config: ArmMaskConfig) -> ArmGeometry:
@@ -286,7 +286,7 @@ class ArmGeometry:
             for chain in FINGER_CHAINS:
                 geometry.tubes.append(_sampled(L[list(chain)], np.full(len(chain), config.finger_radius_m),
                                                config.sample_step_m))
-            geometry.palms.append(_Tube(L[list(PALM)], np.full(len(PALM), config.palm_radius_m), axis_free=True))
+            geometry.palms.append(Tube(L[list(PALM)], np.full(len(PALM), config.palm_radius_m), axis_free=True))
         return geometry
 
     def draw(self, camera: CameraModel, near: float, scale: float = 1.0) -> np.ndarray:
@@ -309,7 +309,7 @@ def _chain_axes(points: np.ndarray) -> np.ndarray:
     return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
 
 
-def _sampled(points: np.ndarray, radii: np.ndarray, step: float) -> _Tube:
+def _sampled(points: np.ndarray, radii: np.ndarray, step: float) -> Tube:
     """The polyline resampled no coarser than ``step`` (radii interpolated)."""
     out_p, out_r = [points[:1]], [radii[:1]]
     for a in range(len(points) - 1):
@@ -317,7 +317,7 @@ def _sampled(points: np.ndarray, radii: np.ndarray, step: float) -> _Tube:
         t = np.arange(1, n + 1)[:, None] / n
         out_p.append(points[a] + t * (points[a + 1] - points[a]))
         out_r.append(radii[a] + t[:, 0] * (radii[a + 1] - radii[a]))
-    return _Tube(np.concatenate(out_p), np.concatenate(out_r))
+    return Tube(np.concatenate(out_p), np.concatenate(out_r))
 
 
 def _project_in_front(camera: CameraModel, points: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
@@ -677,6 +677,13 @@ class Sam2ArmMasker:
         labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))]).astype(np.float32)
         return coords, labels
 
+    @staticmethod
+    def encoder_input(image_rgb: np.ndarray) -> np.ndarray:
+        """[1, 3, 1024, 1024] float32: the image resized to the encoder's square, ImageNet-normalised."""
+        resized = cv2.resize(image_rgb, (SAM2_SIZE, SAM2_SIZE), interpolation=cv2.INTER_LINEAR)
+        normalised = (resized.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+
     def mask(self, image_rgb: np.ndarray, camera: CameraModel, hands: list[HandInCamera]) -> np.ndarray:
         _check_inputs(image_rgb, camera)
         hands = [h for h in hands if h.confidence >= self.config.min_confidence]
@@ -684,9 +691,7 @@ class Sam2ArmMasker:
         if not (labels == 1).any():
             return np.zeros(image_rgb.shape[:2], bool)
         height, width = image_rgb.shape[:2]
-        resized = cv2.resize(image_rgb, (SAM2_SIZE, SAM2_SIZE), interpolation=cv2.INTER_LINEAR)
-        normalised = (resized.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        features = self.encoder.run({"image": normalised.transpose(2, 0, 1)[None]})
+        features = self.encoder.run({"image": self.encoder_input(image_rgb)})
         scale = np.array([SAM2_SIZE / width, SAM2_SIZE / height], np.float32)
         out = self.decoder.run({**features, "point_coords": (coords * scale)[None], "point_labels": labels[None],
                                 "mask_input": np.zeros((1, 1, SAM2_LOW_RES, SAM2_LOW_RES), np.float32),
