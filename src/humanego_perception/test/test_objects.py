@@ -9,6 +9,7 @@ from humanego_core import geometry
 from humanego_perception.object_eval import position_errors, recording_inputs
 from humanego_perception.objects import (
     NO_MASK,
+    NO_SUPPORT,
     ColourShapeDetector,
     GroundTruthMasks,
     ObjectPrompt,
@@ -18,14 +19,16 @@ from humanego_perception.objects import (
     OnnxDetectorConfig,
     estimate_object_states,
     prompts_from_task,
-    select_keypoints,
 )
 from humanego_perception.onnx_model import OnnxModelError
 from humanego_sim.aria_recording import Recording
 from humanego_sim.generate_demos import generate
 from humanego_sim.tasks import load_task
 
-SIZE = 320  # recorded and rectified size: the bread is ~15 px long, the smallest that still has corners
+# Recorded and rectified size: the pipeline's (config/preprocess.yaml). At 320 px the bread is ~15 px long and seed
+# 0 views it along its length, where its outline only measures length x sin(elevation) + height x cos(elevation):
+# its fitted size goes from (81, 51, 58) mm at 480 px to (71, 54, 70) mm and its position error from 8 to 14 mm.
+SIZE = 480
 
 
 @pytest.fixture(scope="session")
@@ -44,65 +47,60 @@ def prompts():
 def test_prompts_from_the_task_config(prompts):
     assert [(p.name, p.shape, p.dynamic) for p in prompts] == [("bread", "box", True), ("plate", "cylinder", False)]
     assert prompts[0].rgba == [0.80, 0.55, 0.25, 1.0]
+    # A bowl's and a marker's silhouettes are a cylinder's.
+    assert [p.shape for p in prompts_from_task(load_task("put_in_bowl"))] == ["box", "cylinder"]
 
 
-def test_colour_shape_detector_iou_against_the_simulator_masks(serve_bread, prompts):
-    # Bounds measured on seed 0 at 320x320 (median IoU bread 0.6, plate 0.9), with a margin; frames where an
-    # object is (almost) hidden are left out: the median is over frames where it shows at least 40 px.
+@pytest.fixture(scope="session")
+def detected(serve_bread, prompts):
     detector = ColourShapeDetector()
+    return [detector.detect(frame, prompts) for frame in serve_bread.frames]
+
+
+def test_colour_shape_detector_iou_against_the_simulator_masks(serve_bread, prompts, detected):
+    # Measured on seed 0 at 480x480: median IoU bread 0.84, plate 0.96 (printed); bounds with a margin. Frames
+    # where an object is (almost) hidden are left out: the median is over frames where it shows at least 40 px.
     ious = {p.name: [] for p in prompts}
-    for frame, truth in zip(serve_bread.frames[::4], serve_bread.label_masks[::4], strict=True):
-        masks = detector.detect(frame, prompts)
+    for frame, masks, truth in zip(serve_bread.frames, detected, serve_bread.label_masks, strict=True):
         for p in prompts:
             assert masks[p.name].shape == frame.shape[:2] and masks[p.name].dtype == bool
             if truth[p.name].sum() >= 40:
                 union = (masks[p.name] | truth[p.name]).sum()
                 ious[p.name].append((masks[p.name] & truth[p.name]).sum() / union)
-    assert np.median(ious["bread"]) > 0.45
-    assert np.median(ious["plate"]) > 0.75
+    print({name: round(float(np.median(v)), 3) for name, v in ious.items()})
+    assert np.median(ious["bread"]) > 0.7
+    assert np.median(ious["plate"]) > 0.85
 
 
-def test_detector_does_not_take_the_arm_or_table_for_the_bread(serve_bread, prompts):
+def test_detector_does_not_take_the_arm_or_table_for_the_bread(serve_bread, detected):
     # Where the bread is hidden entirely, nothing the detector returns may lie on the arm.
-    detector = ColourShapeDetector()
-    arm_hits = 0
-    for frame, truth in zip(serve_bread.frames, serve_bread.label_masks, strict=True):
-        if truth["bread"].any():
-            continue
-        mask = detector.detect(frame, prompts[:1])["bread"]
-        arm_hits += int(mask.sum() > 0)
+    arm_hits = sum(int(masks["bread"].any()) for masks, truth in zip(detected, serve_bread.label_masks, strict=True)
+                   if not truth["bread"].any())
     assert arm_hits == 0
 
 
-def test_select_keypoints_on_a_flat_box_uses_its_silhouette():
-    image = np.full((60, 80), 90, np.uint8)
-    image[20:35, 30:55] = 200  # a flat-coloured rectangle: no texture inside
-    mask = image == 200
-    points = select_keypoints(image, mask, max_points=8, min_distance_px=3, quality=0.01)
-    assert 4 <= len(points) <= 8 and points.dtype == np.float32
-    corners = np.array([[29.5, 19.5], [54.5, 19.5], [29.5, 34.5], [54.5, 34.5]])
-    nearest = np.min(np.linalg.norm(points[:, None] - corners[None], axis=-1), axis=0)
-    assert np.all(nearest < 2.5), "each corner of the silhouette has a keypoint"
-    assert len(select_keypoints(image, np.zeros_like(mask), 8, 3, 0.01)) == 0
-
-
 @pytest.fixture(scope="session")
-def estimated(serve_bread, prompts):
+def estimated(serve_bread, prompts, detected):
     inputs = serve_bread
-    masks = [dict(m) for m in inputs.label_masks]
-    return estimate_object_states(inputs.frames, inputs.camera, inputs.T_world_camera, masks, prompts,
+    return estimate_object_states(inputs.frames, inputs.camera, inputs.T_world_camera, detected, prompts,
                                   inputs.T_world_hand, inputs.hand_valid, inputs.grasp, ObjectStateConfig())
 
 
-def test_object_positions_against_the_simulator(serve_bread, estimated):
-    # Ground-truth masks (the detector is scored above); truth = the same surface points as the keypoints.
-    # Bound measured on this recording (median bread 14 mm, plate 10 mm at 320x320) with a margin.
-    for name, bound in (("bread", 0.03), ("plate", 0.03)):
+def test_object_poses_against_the_simulator(serve_bread, estimated):
+    # Default detector; the truth is the simulator's body pose (base centre, z up, x along the bread's length).
+    # Measured on this recording (seed 0, 480x480; printed): bread median 7.9 mm, p90 8.4 mm, yaw 1.2 deg, size
+    # off by (-19, 1, 18) mm (seen along its length, see SIZE); plate 9.0 mm (it stands on the support height
+    # the bread's fit gives, 6 mm low here). Seeds 0-5: benchmarks/object_state.py. Bounds with a margin.
+    for name, bound in (("bread", 0.012), ("plate", 0.012)):
         track = estimated[name]
-        assert track.valid.mean() > 0.9, f"{name}: {set(track.reason)}"
+        assert track.valid.all(), f"{name}: {set(track.reason)}"
         errors = position_errors(track, serve_bread)
-        assert errors is not None and errors.surface_points >= 3
+        print(f"{name}: position median {1e3 * np.median(errors.position_m):.1f} mm, p90 "
+              f"{1e3 * np.percentile(errors.position_m, 90):.1f} mm, size error "
+              f"{np.round(1e3 * errors.size_error_m)} mm"
+              + (f", yaw median {np.median(errors.yaw_deg):.1f} deg" if len(errors.yaw_deg) else ""))
         assert np.median(errors.position_m) < bound, f"{name}: median {np.median(errors.position_m):.3f} m"
+    assert np.median(position_errors(estimated["bread"], serve_bread).yaw_deg) < 5.0
     bread = estimated["bread"]
     assert bread.is_dynamic and not estimated["plate"].is_dynamic
     # The bread moves with the hand while grasped, the plate never moves.
@@ -112,15 +110,34 @@ def test_object_positions_against_the_simulator(serve_bread, estimated):
 
 
 def test_track_contents_are_consistent(estimated):
-    for track in estimated.values():
+    for track, points in ((estimated["bread"], 8), (estimated["plate"], 16)):
         F = len(track.valid)
         assert track.T_world_obj.shape == (F, 4, 4) and np.all(np.isfinite(track.T_world_obj))
         geometry.check_transform(track.T_world_obj)
-        N = len(track.keypoints_world)
-        assert track.keypoints_uv.shape == (F, N, 2) and track.keypoints_visible.shape == (F, N)
+        assert track.keypoints_world.shape == (points, 3)  # box corners / two rims of 8
+        assert track.keypoints_uv.shape == (F, points, 2) and track.keypoints_visible.shape == (F, points)
+        assert track.keypoints_visible[track.valid].any() and not track.keypoints_visible[~track.valid].any()
         assert np.all(track.reason[track.valid] == "") and np.all(track.reason[~track.valid] != "")
-        assert np.isfinite(track.reprojection_error_px) and track.reprojection_error_px < 2.0
-        np.testing.assert_allclose(track.T_world_obj[track.valid][0, 2, :3], [0, 0, 1], atol=1e-12)  # z up
+        assert np.isfinite(track.reprojection_error_px) and track.reprojection_error_px < 1.5
+        np.testing.assert_allclose(track.T_world_obj[track.valid][0, :3, 2], [0, 0, 1], atol=1e-12)  # z up
+
+
+def test_a_static_object_needs_a_support(serve_bread, prompts, detected):
+    # Without a grasped object there is no support height: the plate is not located, and says why.
+    inputs = serve_bread
+    tracks = estimate_object_states(inputs.frames, inputs.camera, inputs.T_world_camera, detected, prompts[1:],
+                                    inputs.T_world_hand, inputs.hand_valid, inputs.grasp)
+    plate = tracks["plate"]
+    assert not plate.valid.any() and set(plate.reason) == {NO_SUPPORT}
+    np.testing.assert_array_equal(plate.T_world_obj, np.broadcast_to(np.eye(4), plate.T_world_obj.shape))
+
+
+def test_without_grasps_the_bread_is_not_located(serve_bread, prompts, detected):
+    inputs = serve_bread
+    tracks = estimate_object_states(inputs.frames, inputs.camera, inputs.T_world_camera, detected, prompts,
+                                    inputs.T_world_hand, inputs.hand_valid, np.zeros_like(inputs.grasp))
+    # Without a grasp there is no pinch point, and without one no support height: neither object has a depth cue.
+    assert all(set(track.reason) == {NO_SUPPORT} for track in tracks.values())
 
 
 def test_empty_masks_give_reasons_and_no_nan(serve_bread, prompts):
