@@ -25,7 +25,7 @@ from humanego_perception.inpaint import LamaInpainter, OpenCVInpainter
 @dataclass
 class InpaintConfig:
     backend: Literal["telea", "ns", "lama"] = option(
-        "telea", help="telea / ns: OpenCV's fast marching / Navier-Stokes inpainting; lama: the LaMa ONNX model")
+        "ns", help="ns / telea: OpenCV's Navier-Stokes / fast marching inpainting; lama: the LaMa ONNX model")
     radius_px: int = option(5, help="neighbourhood OpenCV's inpainting reads around each filled pixel (px)",
                             minimum=1, maximum=50)
     dilate_px: int = option(2, help="grow the mask by this much before filling, so that the arm's blended edge "
