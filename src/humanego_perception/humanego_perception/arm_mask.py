@@ -124,8 +124,6 @@ class ArmMaskConfig:
         if self.ring_outer_scale <= self.ring_inner_scale:
             out.append(("ring_outer_scale", f"{self.ring_outer_scale} must exceed ring_inner_scale "
                                             f"{self.ring_inner_scale}"))
-        if self.core_scale > 1.0 or self.grow_scale < 1.0:
-            out.append(("core_scale", "the core must lie inside the prior (<= 1) and the growth band outside (>= 1)"))
         return out
 
 
