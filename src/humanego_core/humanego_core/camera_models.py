@@ -224,6 +224,11 @@ class CameraModel:
     def focal_lengths(self) -> np.ndarray:
         return np.array([self.params[0], self.params[0]]) if self.model == FISHEYE624 else self.params[0:2]
 
+    def intrinsic_matrix(self) -> np.ndarray:
+        """K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]: a pinhole's projection (a fisheye's before its distortion)."""
+        (fx, fy), (cx, cy) = self.focal_lengths, self.principal_point
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
     def project_no_checks(self, points) -> np.ndarray:
         return project(points, self.params, self.model)
 

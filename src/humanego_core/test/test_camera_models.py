@@ -181,3 +181,10 @@ def test_bad_inputs_are_named():
     broken = {"CameraCalibrations": [{"Label": "camera-rgb", "Projection": {"Name": "Linear", "Params": [1, 1, 0, 0]}}]}
     with pytest.raises(ValueError, match="malformed.*ConfigData"):
         cm.CameraModel.from_calibration_json(broken)
+
+
+def test_intrinsic_matrix_projects_like_a_pinhole():
+    camera = cm.CameraModel(cm.LINEAR, [300.0, 310.0, 159.5, 119.5], 320, 240)
+    X = np.array([0.1, -0.05, 0.8])
+    uvw = camera.intrinsic_matrix() @ X
+    np.testing.assert_allclose(uvw[:2] / uvw[2], camera.project_no_checks(X), atol=1e-12)

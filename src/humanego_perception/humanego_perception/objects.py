@@ -422,8 +422,7 @@ def estimate_object_states(frames: Sequence[np.ndarray], camera: CameraModel, T_
     F = len(frames)
     T_world_camera, T_world_hand, hand_valid, grasp = _check_inputs(F, camera, T_world_camera, masks, T_world_hand,
                                                                     hand_valid, grasp)
-    K = np.array([[camera.params[0], 0.0, camera.params[2]], [0.0, camera.params[1], camera.params[3]],
-                  [0.0, 0.0, 1.0]])
+    K = camera.intrinsic_matrix()
     clock = timings if timings is not None else {}
     clock.setdefault("fit_s", 0.0)
     # Grasped objects first: where one stood before its grasp is the support the static objects stand on.

@@ -112,9 +112,7 @@ def camera_info_from_model(model: CameraModel, stamp_ns: int, frame_id: str) -> 
     """CameraInfo of a humanego_core camera: a pinhole is rectified (empty distortion); an unrectified Aria
     fisheye keeps its model under the name ``fisheye624`` with D = [k0..k5, p0, p1, s0..s3] (no ROS
     distortion model describes it, so image_geometry-based consumers must not rectify it themselves)."""
-    fx, fy = model.focal_lengths
-    cx, cy = model.principal_point
-    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    K = model.intrinsic_matrix()
     if model.model == FISHEYE624:
         return make_camera_info(K, model.width, model.height, stamp_ns, frame_id, model.params[3:], FISHEYE624)
     return make_camera_info(K, model.width, model.height, stamp_ns, frame_id)

@@ -203,7 +203,8 @@ class Preprocessor:
                                  time.perf_counter() - started, timings, None, camera, T_world_camera, hands, window,
                                  objects, kept)
         result.report = report.write(root / PREPROCESS, result, rec, hands, seg, objects, reasons, window,
-                                     {"task": self.task.name, "config": to_dict(cfg), "camera_k": _k(camera).tolist()})
+                                     {"task": self.task.name, "config": to_dict(cfg),
+                                      "camera_k": camera.intrinsic_matrix().tolist()})
         return result
 
     def _bar(self, total: int, desc: str):
@@ -312,7 +313,7 @@ class Preprocessor:
             state.write_text(key)
         position = {int(i): w for w, i in enumerate(window)}
         names = list(objects)
-        K = _k(camera)
+        K = camera.intrinsic_matrix()
         T_camera_device = geometry.invert(camera.T_device_camera)
         cam0 = T_world_camera[kept[0]] if len(kept) else np.eye(4)
         anchor_w = position[int(kept[0])] if len(kept) else 0
@@ -399,11 +400,6 @@ def _unwrap(value: np.ndarray):
     if value.ndim == 0:
         return value.item()
     return value
-
-
-def _k(camera) -> np.ndarray:
-    fx, fy, cx, cy = camera.params[:4]
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
 def read_rgb(path: Path) -> np.ndarray:
