@@ -128,7 +128,9 @@ def test_without_joint_states_frames_are_dropped_and_reported(processes, probe):
 
     status = peer.wait(dropped, "frames dropped for stale joint states", node)
     assert status["message"] == "dropping frames: stale_joint_state" and status["frames_processed"] == "0"
-    assert got["raw"], "the camera was publishing"
+    # The probe's own image subscription may connect after the node's did (Fast DDS opens the large-data
+    # connection late), so wait for the camera's images rather than expect them to be there already.
+    assert peer.wait(lambda: got["raw"], "the camera's images", sim), "the camera was publishing"
     assert not got["clean"] and not got["mask"]
 
 
