@@ -18,6 +18,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "ik_retarget = humanego_control.ik_retarget_node:main",
+            "trajectory_controller = humanego_control.trajectory_controller_node:main",
             "heartbeat = humanego_control.heartbeat_node:main",
         ],
     },

@@ -18,6 +18,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "state_estimator = humanego_perception.state_estimator_node:main",
             "clean_view = humanego_perception.clean_view_node:main",
         ],
     },

@@ -18,6 +18,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "train = humanego_training.train:main",
+            "evaluate = humanego_training.evaluate:main",
+            "export = humanego_training.export:main",
             "preprocess = humanego_training.preprocess:main",
         ],
     },
