@@ -10,6 +10,9 @@ DESIGN.md section 5, in robomimic's conventions as EgoMimic uses them::
     mask/train, mask/valid          byte strings of demo names
     data attrs total, env_args (JSON), domain "human"
 
+Robot demos (``robot_episodes``, domain "robot") go through the same writer (:func:`write_demos`) and add
+``obs/joint_positions`` and ``actions_joints_act``.
+
 Each recording is one demo, its kept frames (``training_data.json``) in order. Normalisation (z-score per
 domain) is computed by the training dataset from these arrays, not stored here.
 """
@@ -59,6 +62,22 @@ def export(recordings: list[Path], out: Path, valid_fraction: float = 0.1, seed:
     """Write ``out`` (replaced atomically) from preprocessed recordings; returns a summary."""
     if not recordings:
         raise ValueError("no recordings to export")
+
+    def demos():
+        for recording in recordings:
+            yield str(recording), demo_arrays(Path(recording), load_frames(recording), horizon)
+
+    return write_demos(out, demos(), "human", valid_fraction, seed, progress)
+
+
+def write_demos(out: Path, demos, domain: str, valid_fraction: float = 0.1, seed: int = 0, progress=None,
+                attrs: dict | None = None) -> dict:
+    """Write ``out`` (replaced atomically) from ``(source, arrays)`` pairs, one demo each; returns a summary.
+
+    Keys of ``arrays`` that start with ``actions`` are stored in the demo group, the others under ``obs/``;
+    ``domain`` ("human" or "robot") goes into the data attributes with ``attrs`` (JSON-encoded when not
+    a string or number). Shared by the human export and the robot demos (``robot_episodes``).
+    """
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must lie in [0, 1), got {valid_fraction}")
     out = Path(out)
@@ -67,21 +86,24 @@ def export(recordings: list[Path], out: Path, valid_fraction: float = 0.1, seed:
     names, total = [], 0
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
-        for i, recording in enumerate(recordings):
-            frames = load_frames(recording)
-            arrays = demo_arrays(Path(recording), frames, horizon)
+        for i, (source, arrays) in enumerate(demos):
             demo = data.create_group(f"demo_{i}")
             obs = demo.create_group("obs")
-            obs.create_dataset("front_img_1", data=arrays["front_img_1"], chunks=(1, *arrays["front_img_1"].shape[1:]),
-                               compression="lzf")
-            obs.create_dataset("ee_pose", data=arrays["ee_pose"])
-            demo.create_dataset("actions_xyz_act", data=arrays["actions_xyz_act"])
-            demo.attrs["num_samples"] = len(frames)
-            demo.attrs["source"] = str(recording)
+            for key, array in arrays.items():
+                group = demo if key.startswith("actions") else obs
+                if array.ndim == 4 and array.dtype == np.uint8:  # images: one compressed chunk per frame
+                    group.create_dataset(key, data=array, chunks=(1, *array.shape[1:]), compression="lzf")
+                else:
+                    group.create_dataset(key, data=array)
+            num_samples = len(next(iter(arrays.values())))
+            demo.attrs["num_samples"] = num_samples
+            demo.attrs["source"] = source
             names.append(f"demo_{i}")
-            total += len(frames)
+            total += num_samples
             if progress is not None:
                 progress(1)
+        if not names:
+            raise ValueError(f"no demos to write to {out}")
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(names))
         n_valid = int(round(valid_fraction * len(names))) if len(names) > 1 else 0
@@ -91,8 +113,10 @@ def export(recordings: list[Path], out: Path, valid_fraction: float = 0.1, seed:
         mask.create_dataset("train", data=np.array([n.encode() for n in train], dtype="S"))
         mask.create_dataset("valid", data=np.array([n.encode() for n in valid], dtype="S"))
         data.attrs["total"] = total
-        data.attrs["domain"] = "human"
-        data.attrs["env_args"] = json.dumps({"env_name": "humanego_human", "type": "human", "env_kwargs": {}})
+        data.attrs["domain"] = domain
+        data.attrs["env_args"] = json.dumps({"env_name": f"humanego_{domain}", "type": domain, "env_kwargs": {}})
+        for key, value in (attrs or {}).items():
+            data.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
     tmp.replace(out)
     return {"path": str(out), "demos": len(names), "samples": total, "train": train, "valid": valid}
 
