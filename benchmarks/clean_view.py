@@ -123,16 +123,17 @@ def accuracy(args) -> None:
 
 # ----- 2. per frame -----
 def per_frame(args) -> None:
-    from humanego_perception.robot_view import RobotCleanView
+    from humanego_perception.robot_view import ONLINE_INPAINT_SCALE, RobotCleanView
     from humanego_perception.views import load_views_config
     from humanego_sim.world import robot_urdf
 
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})  # one core: cv2's thread pool then has one core to run on
     try:
-        view = RobotCleanView.from_config(robot_urdf("panda"), load_views_config(), padding_px=3)
-        print(f"\n2. RobotCleanView.process per frame (panda, padding 3 px), one core (pinned to CPU {min(cpus)}), "
-              f"{args.iterations} frames of {args.frames} simulator images")
+        view = RobotCleanView.from_config(robot_urdf("panda"), load_views_config(), padding_px=3,
+                                          inpaint_scale=ONLINE_INPAINT_SCALE)
+        print(f"\n2. RobotCleanView.process per frame (panda, padding 3 px, inpaint scale {ONLINE_INPAINT_SCALE}), "
+              f"one core (pinned to CPU {min(cpus)}), {args.iterations} frames of {args.frames} simulator images")
         print(f"   {'size':8s} | {'step':24s} | {'p50 ms':>8s} | {'p99 ms':>8s} | {'mask % of image':>15s}")
         for width, height in SIZES:
             frames = sim_frames(args.frames, width, height)

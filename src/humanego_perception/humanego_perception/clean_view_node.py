@@ -39,7 +39,12 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from humanego_core.ament_index import resource_path
 from humanego_core.timeutil import seconds_to_ns
 from humanego_core.transform_tree import TransformLookupError
-from humanego_perception.robot_view import JointStateBuffer, RobotCleanView, StaleJointStateError
+from humanego_perception.robot_view import (
+    ONLINE_INPAINT_SCALE,
+    JointStateBuffer,
+    RobotCleanView,
+    StaleJointStateError,
+)
 from humanego_perception.views import load_views_config
 from humanego_ros import conversions as conv
 from humanego_ros import qos
@@ -68,8 +73,9 @@ def parameters() -> list[ParamSpec]:
                   "is drawn."),
         ParamSpec("padding_px", 3, "Dilation of the robot mask (px), covering calibration and timing errors.",
                   minimum=0, maximum=50),
-        ParamSpec("inpaint_scale", 0.5, "Image scale the arm is inpainted at (its fill is smooth; the cost grows with "
-                  "the masked area): 1 = full resolution.", minimum=0.1, maximum=1.0),
+        ParamSpec("inpaint_scale", ONLINE_INPAINT_SCALE, "The views configuration's inpaint.scale for this node: "
+                  "image scale the arm is inpainted at (its fill is smooth; the cost grows with the masked area); "
+                  "1 = full resolution.", minimum=0.1, maximum=1.0),
         ParamSpec("max_joint_state_age_s", 0.05, "Largest time between an image and the joint state it is masked "
                   "with; images without one as close are dropped.", minimum=0.0, maximum=1.0),
     ]

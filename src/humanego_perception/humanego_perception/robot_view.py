@@ -9,10 +9,10 @@ measured nearest to its stamp, and refuses (rather than guesses) when none is cl
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from humanego_core.camera_models import CameraModel
@@ -20,6 +20,10 @@ from humanego_core.timeutil import NS_PER_S
 from humanego_perception.gripper_overlay import GripperOverlay
 from humanego_perception.robot_mask import RobotSelfMask
 from humanego_perception.views import ViewsConfig, build_inpainter
+
+# The clean_view node's default inpaint.scale: the robot arm is a large hole, OpenCV's inpainting costs in
+# proportion to it, and its smooth fill looks the same at half resolution (config/views.yaml: 3x faster).
+ONLINE_INPAINT_SCALE = 0.5
 
 
 class StaleJointStateError(LookupError):
@@ -76,31 +80,6 @@ class JointStateBuffer:
         return self._states[best], offset
 
 
-class DownscaledInpainter:
-    """Runs an inpainter on the image shrunk by ``scale`` and pastes its fill, scaled back up, into the masked
-    pixels. OpenCV's inpainting costs in proportion to the masked area, which on the robot's camera (the whole
-    arm) is large; its fill is smooth, so a half-resolution fill looks the same at a quarter of the cost."""
-
-    def __init__(self, inpainter, scale: float):
-        if not 0.0 < scale <= 1.0:
-            raise ValueError(f"inpaint scale must be in (0, 1], got {scale}")
-        self.inpainter = inpainter
-        self.scale = float(scale)
-
-    def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self.scale == 1.0:
-            return self.inpainter.inpaint(image, mask)
-        height, width = mask.shape
-        size = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        # Every small pixel the mask touches is filled, so no robot colour is averaged into the kept ones.
-        small_mask = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 0
-        filled = cv2.resize(self.inpainter.inpaint(small, small_mask), (width, height), interpolation=cv2.INTER_LINEAR)
-        out = image.copy()
-        out[mask] = filled[mask]
-        return out
-
-
 class RobotCleanView:
     """Robot arm out, virtual gripper in: one camera frame at a time."""
 
@@ -119,11 +98,13 @@ class RobotCleanView:
 
     @classmethod
     def from_config(cls, urdf_path: str | Path, views: ViewsConfig, padding_px: int = 3, ee_frame: str = "ee",
-                    inpaint_scale: float = 0.5) -> RobotCleanView:
-        """The views configuration's inpainter (run at ``inpaint_scale`` of the image size) and gripper."""
-        return cls(RobotSelfMask(urdf_path, padding_px=padding_px),
-                   DownscaledInpainter(build_inpainter(views), inpaint_scale), GripperOverlay(views.gripper),
-                   ee_frame, views.gripper.ee_to_gripper)
+                    inpaint_scale: float | None = None) -> RobotCleanView:
+        """The views configuration's inpainter and gripper; ``inpaint_scale`` (if given) replaces the views
+        configuration's ``inpaint.scale`` (OpenCV backends; LaMa works at its model's size anyway)."""
+        if inpaint_scale is not None:
+            views = dataclasses.replace(views, inpaint=dataclasses.replace(views.inpaint, scale=inpaint_scale))
+        return cls(RobotSelfMask(urdf_path, padding_px=padding_px), build_inpainter(views),
+                   GripperOverlay(views.gripper), ee_frame, views.gripper.ee_to_gripper)
 
     def process(self, image: np.ndarray, camera: CameraModel, T_camera_base,
                 q: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:

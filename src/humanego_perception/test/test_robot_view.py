@@ -10,9 +10,16 @@ import pytest
 
 from humanego_core.camera_models import LINEAR, CameraModel
 from humanego_core.transform_tree import TransformTree
+from humanego_perception.arm_mask import dilate_mask
 from humanego_perception.gripper_overlay import GripperOverlay
+from humanego_perception.inpaint import OpenCVInpainter
 from humanego_perception.robot_mask import RobotSelfMask
-from humanego_perception.robot_view import DownscaledInpainter, JointStateBuffer, RobotCleanView, StaleJointStateError
+from humanego_perception.robot_view import (
+    ONLINE_INPAINT_SCALE,
+    JointStateBuffer,
+    RobotCleanView,
+    StaleJointStateError,
+)
 from humanego_perception.views import build_inpainter, load_views_config
 from humanego_sim.robot_sim import CAMERA_OPTICAL_FRAME, RobotSim
 from humanego_sim.tasks import load_task
@@ -90,7 +97,8 @@ def scene():
 
 @pytest.fixture(scope="module")
 def view():
-    return RobotCleanView.from_config(robot_urdf("panda"), load_views_config(), padding_px=3)
+    return RobotCleanView.from_config(robot_urdf("panda"), load_views_config(), padding_px=3,
+                                      inpaint_scale=ONLINE_INPAINT_SCALE)
 
 
 def test_the_arm_is_removed_and_the_gripper_drawn(scene, view):
@@ -108,8 +116,9 @@ def test_the_arm_is_removed_and_the_gripper_drawn(scene, view):
     error_before = np.abs(scene["image"][region].astype(float) - scene["without_arm"][region]).mean()
     error_after = np.abs(clean[region].astype(float) - scene["without_arm"][region]).mean()
     assert error_after < 0.5 * error_before, (error_before, error_after)
-    # Outside the mask and the gripper, nothing changed.
-    np.testing.assert_array_equal(clean[~mask & ~gripper], scene["image"][~mask & ~gripper])
+    # Outside the mask (grown by the views config's inpaint.dilate_px) and the gripper, nothing changed.
+    kept = ~dilate_mask(mask, load_views_config().inpaint.dilate_px) & ~gripper
+    np.testing.assert_array_equal(clean[kept], scene["image"][kept])
 
     # The virtual gripper is drawn around the end effector's projection.
     T_camera_ee = scene["T_camera_base"] @ view.robot_mask.fk(scene["q"], "ee")
@@ -119,18 +128,20 @@ def test_the_arm_is_removed_and_the_gripper_drawn(scene, view):
     assert cols.min() - 15 <= u <= cols.max() + 15 and rows.min() - 15 <= v <= rows.max() + 15
 
 
-def test_a_downscaled_fill_is_close_to_the_full_resolution_one(scene):
-    inpainter = build_inpainter(load_views_config())
-    mask = RobotSelfMask(robot_urdf("panda"), padding_px=3).mask(scene["camera"], scene["T_camera_base"], scene["q"])
-    full = inpainter.inpaint(scene["image"], mask)
-    np.testing.assert_array_equal(DownscaledInpainter(inpainter, 1.0).inpaint(scene["image"], mask), full)
-    half = DownscaledInpainter(inpainter, 0.5).inpaint(scene["image"], mask)
-    np.testing.assert_array_equal(half[~mask], scene["image"][~mask])
+def test_inpaint_scale_sets_the_views_inpainter_and_its_fill_is_close_to_the_full_resolution_one(scene, view):
+    views = load_views_config()
+    assert isinstance(view.inpainter, OpenCVInpainter) and view.inpainter.scale == ONLINE_INPAINT_SCALE
+    assert view.inpainter.method == views.inpaint.backend and view.inpainter.radius_px == views.inpaint.radius_px
+    assert RobotCleanView.from_config(robot_urdf("panda"), views).inpainter.scale == views.inpaint.scale
+    full = RobotCleanView.from_config(robot_urdf("panda"), views, inpaint_scale=1.0).inpainter
+    mask = view.robot_mask.mask(scene["camera"], scene["T_camera_base"], scene["q"])
     truth = scene["without_arm"][mask].astype(float)
-    error_full, error_half = (np.abs(x[mask].astype(float) - truth).mean() for x in (full, half))
+    filled = {scale: inpainter.inpaint(scene["image"], mask) for scale, inpainter in ((1.0, full),
+                                                                                  (0.5, view.inpainter))}
+    hole = dilate_mask(mask, views.inpaint.dilate_px)
+    np.testing.assert_array_equal(filled[0.5][~hole], scene["image"][~hole])
+    error_full, error_half = (np.abs(filled[s][mask].astype(float) - truth).mean() for s in (1.0, 0.5))
     assert error_half < 1.25 * error_full + 1.0, (error_full, error_half)
-    with pytest.raises(ValueError, match="scale must be in"):
-        DownscaledInpainter(inpainter, 0.0)
 
 
 def test_the_drawn_gripper_opens_with_the_fingers(scene, view):
