@@ -5,7 +5,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image
 
-from humanego_core import geometry
+from humanego_core import geometry, ict
+from humanego_core.actions import NormStats
 from humanego_core.camera_models import FISHEYE624, LINEAR, CameraModel
 from humanego_interfaces.msg import ActionChunk, InteractionTokens
 from humanego_ros import conversions as conv
@@ -125,6 +126,27 @@ def test_tokens_round_trip_and_rejections():
         conv.tokens_to_msg(tokens, mask, ids, "camera_frame", 0, "f")
     with pytest.raises(ValueError, match="frame_mode"):
         conv.tokens_to_msg(tokens * 0, mask, ids, "base_frame", 0, "f")
+
+
+@pytest.mark.parametrize("dual_hand", [False, True])
+def test_tokens_of_the_ict_builder_round_trip(dual_hand):
+    # The message's constants and row-major layout are those of humanego_core.ict.
+    assert ict.FRAME_MODES == (InteractionTokens.FRAME_MODE_CAMERA, InteractionTokens.FRAME_MODE_ANCHOR)
+    assert (ict.TYPE_PAD, ict.TYPE_HAND_LEFT, ict.TYPE_HAND_RIGHT, ict.TYPE_OBJECT_ANCHOR, ict.TYPE_OBJECT_OTHER) == (
+        InteractionTokens.TYPE_PAD, InteractionTokens.TYPE_HAND_LEFT, InteractionTokens.TYPE_HAND_RIGHT,
+        InteractionTokens.TYPE_OBJECT_ANCHOR, InteractionTokens.TYPE_OBJECT_OTHER)
+    T = random_poses(4, seed=2)
+    config = ict.ICTConfig(frame_mode="anchor_frame", dual_hand=dual_hand)
+    objects = [ict.ObjectState("plate", T[2], is_anchor=True), ict.ObjectState("bread", T[3])]
+    built = ict.build_tokens(config, T[2], [ict.HandState("left", T[0], 1.0), ict.HandState("right", T[1], 0.0)],
+                             objects, NormStats(np.zeros(3), np.ones(3)))
+    msg = conv.tokens_to_msg(built.tokens, built.mask, built.entity_ids, config.frame_mode, 5, "plate")
+    assert msg.token_dim == ict.token_dim(dual_hand) and len(msg.tokens) == ict.MAX_TOKENS * msg.token_dim
+    np.testing.assert_array_equal(np.asarray(msg.tokens[:msg.token_dim]), built.tokens[0])
+    tokens, mask, ids = conv.msg_to_tokens(msg)
+    np.testing.assert_array_equal(tokens, built.tokens)
+    np.testing.assert_array_equal(mask, built.mask)
+    assert ids == built.entity_ids
 
 
 def test_chunk_round_trip_and_rejections():
