@@ -126,18 +126,19 @@ class RobotKinematics:
         if missing:
             raise KinematicsError(f"joint positions missing for {', '.join(missing)} (robot {self.urdf_path.name} "
                                   f"has arm joints {', '.join(self.arm_joint_names)})")
-        return self._checked_q(np.array([positions[index[name]] for name in self.arm_joint_names], float))
+        return self.check_q(np.array([positions[index[name]] for name in self.arm_joint_names], float))
 
     def configuration(self, q, gripper_opening: float = 0.0) -> np.ndarray:
         """pinocchio's configuration vector: arm joints ``q``, every finger at ``gripper_opening`` (per finger, m)."""
         config = self._neutral.copy()
-        config[self._arm_q] = self._checked_q(q)
+        config[self._arm_q] = self.check_q(q)
         config[self._joint_q[self.gripper_joint_name]] = gripper_opening
         for name, (_, multiplier, offset) in self._mimic.items():
             config[self._joint_q[name]] = multiplier * gripper_opening + offset
         return config
 
-    def _checked_q(self, q) -> np.ndarray:
+    def check_q(self, q) -> np.ndarray:
+        """``q`` as a float array of the arm's size, finite; raises KinematicsError naming the bad joints."""
         q = np.asarray(q, float)
         if q.shape != (self.n,):
             raise KinematicsError(f"expected {self.n} arm joint positions ({', '.join(self.arm_joint_names)}), "
