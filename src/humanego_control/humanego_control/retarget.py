@@ -1,0 +1,91 @@
+"""Policy actions (gripper poses + grasp) to arm joint trajectories: the robot side of HumanEgo's retargeting.
+
+A policy predicts poses of the human hand frame (DESIGN.md section 5: origin between thumb and index tips,
+x closing axis, y approach), which is also the virtual gripper's frame in the images it saw. The robot's
+``ee`` frame relates to it by the alignment ``T_ee_gripper`` (HumanEgo's T_align), whose single source is
+``config/views.yaml`` ``gripper.ee_to_gripper`` — the same transform the clean view draws the virtual gripper
+with, so what the policy saw and what the robot does agree. Here:
+
+    T_base_ee = T_base_gripper @ inv(T_ee_gripper)    (per step)
+    q         = IK of T_base_ee along the chunk       (humanego_control.ik, warm-started from the joint state)
+    opening   = gripper closed (URDF lower limit of the finger joint) where grasp >= grasp_threshold, open
+                (upper limit) elsewhere: a parallel gripper grasps by closing until the object stops it, so
+                intermediate openings would only grasp loosely.
+
+Steps the IK cannot reach are clamped to the nearest reachable pose and flagged (see ``ik``). How fast the
+joints would have to move between steps (``speed_ratio``: the largest |dq| / (dt v_max) over joints, from the
+joint state for the first step) is reported, not limited: limiting is the trajectory controller's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from humanego_control.ik import ChunkSolution, IKConfig, InverseKinematics
+from humanego_control.kinematics import RobotKinematics
+from humanego_core import geometry
+
+
+@dataclass(frozen=True)
+class RetargetedChunk:
+    q: np.ndarray                 # (H, n) arm joint positions
+    gripper_opening: np.ndarray   # (H,) per finger (m): the gripper joint's position
+    T_base_ee: np.ndarray         # (H, 4, 4) the ee poses the joints reach (targets, or the nearest reachable)
+    T_base_gripper: np.ndarray    # (H, 4, 4) the same as gripper poses
+    ik: ChunkSolution             # residuals and flags per step
+    speed_ratio: np.ndarray       # (H,) largest |dq| / (dt v_max) over the joints; > 1: faster than the limits
+
+
+class Retargeter:
+    def __init__(self, kinematics: RobotKinematics, T_ee_gripper, ik_config: IKConfig | None = None,
+                 grasp_threshold: float = 0.5):
+        self.kin = kinematics
+        self.T_ee_gripper = geometry.check_transform(np.asarray(T_ee_gripper, float), "T_ee_gripper")
+        self._T_gripper_ee = geometry.invert(self.T_ee_gripper)
+        self.ik = InverseKinematics(kinematics, ik_config)
+        if not 0.0 < grasp_threshold <= 1.0:
+            raise ValueError(f"grasp_threshold must be in (0, 1], got {grasp_threshold}")
+        self.grasp_threshold = grasp_threshold
+        self.closed_m, self.open_m = kinematics.gripper_range
+
+    def retarget(self, T_base_gripper, grasp, q_start, dt: float) -> RetargetedChunk:
+        """Joint trajectory for gripper poses ``T_base_gripper`` (H, 4, 4) and ``grasp`` (H,) in 0..1, steps
+        ``dt`` apart, warm-started from the measured arm joints ``q_start``."""
+        T_base_gripper = geometry.check_transform(np.asarray(T_base_gripper, float), "chunk poses")
+        grasp = np.asarray(grasp, float)
+        if T_base_gripper.ndim != 3 or grasp.shape != T_base_gripper.shape[:1]:
+            raise ValueError(f"chunk poses (H, 4, 4) and grasp (H,) expected, got {T_base_gripper.shape} and "
+                             f"{grasp.shape}")
+        if not np.all(np.isfinite(grasp)):
+            raise ValueError("chunk grasp contains NaN or inf")
+        if not (np.isfinite(dt) and dt > 0):
+            raise ValueError(f"chunk dt must be positive and finite, got {dt}")
+        solution = self.ik.solve_chunk(T_base_gripper @ self._T_gripper_ee, q_start)
+        steps = np.diff(np.vstack([np.clip(q_start, self.kin.lower, self.kin.upper), solution.q]), axis=0)
+        speed_ratio = np.max(np.abs(steps) / (dt * self.kin.velocity_limit), axis=1)
+        return RetargetedChunk(q=solution.q, gripper_opening=self.gripper_opening(grasp), T_base_ee=solution.T_reached,
+                               T_base_gripper=solution.T_reached @ self.T_ee_gripper, ik=solution,
+                               speed_ratio=speed_ratio)
+
+    def gripper_opening(self, grasp) -> np.ndarray:
+        """Opening per finger (m) for grasp values in 0..1."""
+        return np.where(np.asarray(grasp, float) >= self.grasp_threshold, self.closed_m, self.open_m)
+
+
+def gripper_outline(T_base_gripper, opening_per_finger, finger_length_m: float, stem_length_m: float) -> np.ndarray:
+    """Line segments (H * 4, 2, 3) drawing a gripper at each pose in the gripper frame's convention: two fingers
+    from the tips (y = 0) back along -y, the palm bar joining them, the stem behind it."""
+    T = np.asarray(T_base_gripper, float).reshape(-1, 4, 4)
+    half = np.asarray(opening_per_finger, float).reshape(-1)  # the fingers are one opening each from the centre
+    L, S = finger_length_m, stem_length_m
+    segments = np.zeros((len(T), 4, 2, 3))
+    for i, side in enumerate((-1.0, 1.0)):
+        segments[:, i, 0, 0] = segments[:, i, 1, 0] = side * half
+        segments[:, i, 1, 1] = -L
+    segments[:, 2, 0] = np.stack([-half, np.full_like(half, -L), np.zeros_like(half)], axis=-1)
+    segments[:, 2, 1] = np.stack([half, np.full_like(half, -L), np.zeros_like(half)], axis=-1)
+    segments[:, 3, 0, 1], segments[:, 3, 1, 1] = -L, -L - S
+    points = np.einsum("hij,hkj->hki", T[:, :3, :3], segments.reshape(len(T), 8, 3)) + T[:, None, :3, 3]
+    return points.reshape(len(T) * 4, 2, 3)

@@ -1,0 +1,90 @@
+"""Retargeting: gripper poses through the configured alignment to ee targets, IK along the chunk, grasp to the
+finger joint, joint speeds; the gripper outline drawn for RViz."""
+
+import numpy as np
+import pytest
+
+from humanego_control.kinematics import RobotKinematics
+from humanego_control.retarget import Retargeter, gripper_outline
+from humanego_perception.views import load_views_config
+
+
+@pytest.fixture(scope="module")
+def panda():
+    return RobotKinematics.load("panda")
+
+
+@pytest.fixture(scope="module")
+def alignment():
+    return load_views_config().gripper.T_ee_gripper
+
+
+def test_the_shipped_alignment_puts_the_approach_axis_on_ee_z(panda, alignment):
+    # views.yaml: the hand frame's y (approach) is the ee's z, its x (closing axis) the ee's y (finger motion).
+    q = np.array([0.2, -0.3, 0.1, -2.1, 0.1, 1.9, 0.6])
+    T_base_gripper = panda.fk(q) @ alignment
+    T_base_ee = panda.fk(q)
+    np.testing.assert_allclose(T_base_gripper[:3, 1], T_base_ee[:3, 2], atol=1e-12)
+    np.testing.assert_allclose(T_base_gripper[:3, 0], T_base_ee[:3, 1], atol=1e-12)
+    np.testing.assert_allclose(T_base_gripper[:3, 3], T_base_ee[:3, 3], atol=1e-12)
+    left = panda.frame_transform(q, "leftfinger", 0.03)[:3, 3]
+    right = panda.frame_transform(q, "rightfinger", 0.03)[:3, 3]
+    # The fingers move apart along the gripper's closing axis.
+    assert abs(np.dot(left - right, T_base_gripper[:3, 0])) == pytest.approx(0.06, abs=1e-9)
+
+
+def test_gripper_poses_of_a_joint_path_retarget_back_to_it(panda, alignment):
+    retargeter = Retargeter(panda, alignment)
+    rng = np.random.default_rng(0)
+    q0 = np.array([0.0, -0.4, 0.0, -2.3, 0.0, 1.9, 0.8])
+    path = q0 + np.cumsum(rng.normal(0, 0.01, (30, 7)), axis=0)
+    T_base_gripper = np.stack([panda.fk(q) @ alignment for q in path])
+    grasp = np.linspace(0, 1, 30)
+    out = retargeter.retarget(T_base_gripper, grasp, q0, dt=1 / 30)
+    assert out.ik.reached.all()
+    np.testing.assert_allclose(out.T_base_gripper, T_base_gripper, atol=1e-4)
+    for q, T_ee in zip(out.q, out.T_base_ee, strict=True):
+        np.testing.assert_allclose(panda.fk(q), T_ee, atol=1e-12)
+    np.testing.assert_array_equal(out.gripper_opening, np.where(grasp >= 0.5, 0.0, 0.04))
+    assert out.q.shape == (30, 7) and out.speed_ratio.shape == (30,)
+
+
+def test_speed_ratio_is_the_fastest_joint_against_its_limit(alignment):
+    ur5e = RobotKinematics.load("ur5e")  # not redundant: the one nearby solution is known
+    retargeter = Retargeter(ur5e, alignment)
+    q0 = np.array([0.3, -1.2, 1.5, -1.9, -1.6, 0.2])
+    q1 = q0 + np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.1])  # the last wrist joint turns 0.1 rad
+    out = retargeter.retarget((ur5e.fk(q1) @ alignment)[None], [0.0], q0, dt=0.01)
+    assert out.ik.reached.all()
+    np.testing.assert_allclose(out.q[0], q1, atol=1e-5)
+    assert out.speed_ratio[0] == pytest.approx(0.1 / (0.01 * np.pi), rel=1e-3)
+
+
+def test_gripper_outline_of_an_identity_pose_by_hand():
+    segments = gripper_outline(np.eye(4)[None], [0.03], finger_length_m=0.05, stem_length_m=0.07)
+    expected = [[[-0.03, 0, 0], [-0.03, -0.05, 0]], [[0.03, 0, 0], [0.03, -0.05, 0]],
+                [[-0.03, -0.05, 0], [0.03, -0.05, 0]], [[0, -0.05, 0], [0, -0.12, 0]]]
+    np.testing.assert_allclose(segments, expected, atol=1e-15)
+    moved = np.eye(4)
+    moved[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    moved[:3, 3] = [1, 2, 3]
+    np.testing.assert_allclose(gripper_outline(moved[None], [0.03], 0.05, 0.07)[0],
+                               [[1, 2 - 0.03, 3], [1 + 0.05, 2 - 0.03, 3]], atol=1e-15)
+
+
+def test_bad_chunks_raise(panda, alignment):
+    retargeter = Retargeter(panda, alignment)
+    q0 = np.array([0.0, -0.4, 0.0, -2.3, 0.0, 1.9, 0.8])
+    T = (panda.fk(q0) @ alignment)[None]
+    with pytest.raises(ValueError, match="grasp contains NaN"):
+        retargeter.retarget(T, [np.nan], q0, dt=0.1)
+    with pytest.raises(ValueError, match="dt must be positive"):
+        retargeter.retarget(T, [0.0], q0, dt=0.0)
+    with pytest.raises(ValueError, match=r"grasp \(H,\)"):
+        retargeter.retarget(T, [0.0, 1.0], q0, dt=0.1)
+    bad = T.copy()
+    bad[0, 0, 3] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        retargeter.retarget(bad, [0.0], q0, dt=0.1)
+    with pytest.raises(ValueError, match="grasp_threshold"):
+        Retargeter(panda, alignment, grasp_threshold=0.0)
