@@ -20,9 +20,13 @@ as a control loop makes them.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+
+# Times within this of a chunk's ends count as covered (query times are sums of control periods).
+TIME_TOL_S = 1e-9
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,11 @@ class _Chunk:
         return self.start_s + (len(self.values) - 1) * self.dt_s
 
     def covers(self, t_s: float) -> bool:
-        return self.start_s <= t_s <= self.end_s
+        return self.start_s - TIME_TOL_S <= t_s <= self.end_s + TIME_TOL_S
 
     def at(self, t_s: float) -> np.ndarray:
         """Linear interpolation between the samples around ``t_s`` (which the chunk covers)."""
-        u = (t_s - self.start_s) / self.dt_s
+        u = min(max((t_s - self.start_s) / self.dt_s, 0.0), len(self.values) - 1.0)
         k = min(int(math.floor(u)), len(self.values) - 2)
         if k < 0:  # a single-sample chunk
             return self.values[0]
@@ -48,10 +52,10 @@ class _Chunk:
         return (1.0 - w) * self.values[k] + w * self.values[k + 1]
 
 
-class _ChunkSet:
+class _ChunkSet(ABC):
     """The chunks still to be executed, ordered oldest (earliest start) first."""
 
-    def __init__(self, max_chunks: int):
+    def __init__(self, max_chunks: int = 64):
         if max_chunks < 1:
             raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
         self.max_chunks = max_chunks
@@ -78,10 +82,22 @@ class _ChunkSet:
         self._chunks.insert(i, chunk)
         del self._chunks[:-self.max_chunks]
 
-    def covering(self, t_s: float) -> list[_Chunk]:
-        """The chunks covering ``t_s``, oldest first, after dropping those that ended before ``t_s``."""
-        self._chunks = [c for c in self._chunks if c.end_s >= t_s]
-        return [c for c in self._chunks if c.covers(t_s)]
+    def query(self, t_s: float) -> np.ndarray | None:
+        """The value (D,) at ``t_s``, or None when no chunk applies; drops the chunks that cannot apply to
+        ``t_s`` or later (queries come at non-decreasing times)."""
+        self._chunks = self._live(t_s)
+        return self._value(self._chunks, t_s)
+
+    def peek(self, t_s: float) -> np.ndarray | None:
+        """The value :meth:`query` would give at ``t_s``, dropping nothing (a look-ahead)."""
+        return self._value(self._live(t_s), t_s)
+
+    def _live(self, t_s: float) -> list[_Chunk]:
+        return [c for c in self._chunks if c.end_s >= t_s - TIME_TOL_S]
+
+    @abstractmethod
+    def _value(self, chunks: list[_Chunk], t_s: float) -> np.ndarray | None:
+        """The value at ``t_s`` from the live ``chunks`` (oldest first)."""
 
     def clear(self) -> None:
         self._chunks.clear()
@@ -105,24 +121,26 @@ class TemporalEnsembler(_ChunkSet):
             raise ValueError(f"decay must be finite and >= 0, got {decay}")
         self.decay = float(decay)
 
-    def query(self, t_s: float) -> np.ndarray | None:
-        """The ensembled value (D,) at ``t_s``, or None when no chunk covers it."""
-        chunks = self.covering(t_s)
-        if not chunks:
+    def _value(self, chunks: list[_Chunk], t_s: float) -> np.ndarray | None:
+        """The weighted mean over the chunks covering ``t_s`` (oldest first), None when none does."""
+        covering = [c for c in chunks if c.covers(t_s)]
+        if not covering:
             return None
-        weights = np.exp(-self.decay * np.arange(len(chunks)))
-        values = np.stack([c.at(t_s) for c in chunks])
+        weights = np.exp(-self.decay * np.arange(len(covering)))
+        values = np.stack([c.at(t_s) for c in covering])
         return weights @ values / weights.sum()
 
 
 class LatestChunk(_ChunkSet):
     """Receding-horizon execution: the newest chunk that has started, until it ends."""
 
-    def query(self, t_s: float) -> np.ndarray | None:
-        """The value (D,) at ``t_s`` of the newest chunk started by then, or None when that one has ended
-        (or none has started); chunks it supersedes are dropped."""
-        started = [i for i, c in enumerate(self._chunks) if c.start_s <= t_s]
-        if started:
-            del self._chunks[:started[-1]]
-        chunks = self.covering(t_s)
-        return chunks[-1].at(t_s).copy() if chunks else None
+    def _live(self, t_s: float) -> list[_Chunk]:
+        """As for every chunk set, plus: the chunks superseded by a newer one started by ``t_s`` are gone."""
+        started = [i for i, c in enumerate(self._chunks) if c.start_s <= t_s + TIME_TOL_S]
+        return super()._live(t_s) if not started else [
+            c for c in self._chunks[started[-1]:] if c.end_s >= t_s - TIME_TOL_S]
+
+    def _value(self, chunks: list[_Chunk], t_s: float) -> np.ndarray | None:
+        """The newest started chunk's value at ``t_s``, None when it has ended or none has started."""
+        started = [c for c in chunks if c.start_s <= t_s + TIME_TOL_S]
+        return started[-1].at(t_s).copy() if started else None

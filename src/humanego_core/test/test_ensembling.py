@@ -75,6 +75,19 @@ def test_latest_chunk_follows_the_newest_once_it_has_started():
     assert len(latest) == 0
 
 
+def test_peek_looks_ahead_without_dropping():
+    latest = LatestChunk(max_chunks=8)
+    latest.add(0.0, 0.1, [[0.0], [1.0], [2.0]])
+    latest.add(0.15, 0.1, [[5.0], [6.0]])
+    assert latest.peek(0.2) == pytest.approx([5.5])  # the newer chunk has started by 0.2 ...
+    assert latest.query(0.1) == pytest.approx([1.0])  # ... but at 0.1 the older one still applies
+    assert len(latest) == 2
+    ens = TemporalEnsembler()
+    ens.add(0.0, 0.1, [[0.0], [1.0]])
+    assert ens.peek(0.2) is None and len(ens) == 1
+    assert ens.query(0.05) == pytest.approx([0.5])
+
+
 def test_single_sample_chunks_and_bad_input():
     ens = TemporalEnsembler()
     ens.add(1.0, 0.1, [[3.0, 4.0]])
