@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 
 from humanego_core.geometry import invert, transform_points
 from humanego_training import training_data
+from humanego_training.image_io import read_rgb
 
 ACTION_HORIZON = 100
 POLICY_IMAGE = "rgb_WoArm_WArmObjKpts_path"
@@ -53,7 +53,7 @@ def demo_arrays(recording: Path, frames: list[dict], horizon: int = ACTION_HORIZ
     cam_from_world = invert(c2w)
     ee_pose = transform_points(cam_from_world, hand_world[:, None, :])[:, 0]
     actions = transform_points(cam_from_world, hand_world[future])
-    images = np.stack([_read_rgb(recording / f["obs"][POLICY_IMAGE]) for f in frames])
+    images = np.stack([read_rgb(recording / f["obs"][POLICY_IMAGE]) for f in frames])
     return {"front_img_1": images, "ee_pose": ee_pose.astype(np.float32), "actions_xyz_act": actions.astype(np.float32)}
 
 
@@ -120,9 +120,3 @@ def write_demos(out: Path, demos, domain: str, valid_fraction: float = 0.1, seed
     tmp.replace(out)
     return {"path": str(out), "demos": len(names), "samples": total, "train": train, "valid": valid}
 
-
-def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise training_data.TrainingDataError(str(path), "", "not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

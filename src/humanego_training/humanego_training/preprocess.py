@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -58,6 +57,7 @@ from humanego_training.human_recording import (
     find_recordings,
     open_human_recording,
 )
+from humanego_training.image_io import read_rgb, write_image
 from humanego_training.stage_cache import StageCache, file_signature, fingerprint, write_json_atomic
 
 PREPROCESS = "preprocess"
@@ -127,7 +127,10 @@ class CachedFrames(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return read_rgb(self.folder / f"{int(self.indices[i]):05d}.png")
+        try:
+            return read_rgb(self.folder / f"{int(self.indices[i]):05d}.png")
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"{exc}; the frame cache is damaged: rerun with --force") from None
 
 
 class Preprocessor:
@@ -400,21 +403,6 @@ def _unwrap(value: np.ndarray):
     if value.ndim == 0:
         return value.item()
     return value
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise OSError(f"{path}: not a readable image (delete the preprocess/cache folder and rerun)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
-    """PNG or JPEG by suffix; RGB images are stored as such (OpenCV writes BGR)."""
-    data = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    if not cv2.imwrite(str(path), data, params):
-        raise OSError(f"{path}: could not be written (disk full or no permission?)")
 
 
 def build_parser() -> argparse.ArgumentParser:
