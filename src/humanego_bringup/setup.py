@@ -29,6 +29,11 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ] + [entry for top in WORKSPACE_DIRS for entry in share_files(top)],
     install_requires=["setuptools"],
+    entry_points={
+        "console_scripts": [
+            "camera_extrinsics = humanego_bringup.camera_extrinsics_node:main",
+        ],
+    },
     zip_safe=True,
     maintainer="HumanEgo maintainers",
     maintainer_email="humanego@example.org",
