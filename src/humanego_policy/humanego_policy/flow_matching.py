@@ -157,8 +157,8 @@ class FlowMatchingPolicy(Policy):
         """Estimate of the clean chunk from the noisy actions ``x`` (B, H, 10) at times ``t`` (B,)."""
         time = self.time_embedding(t)
         h = self.action_in(x) + self.step_embedding + time[:, None]
-        for layer, kv in zip(self.decoder, context_kv, strict=True):
-            h = layer(h, time, kv, bias)
+        for i, layer in enumerate(self.decoder):
+            h = layer(h, time, context_kv[i], bias)
         return self.head(self.head_norm(h))
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, context_kv: torch.Tensor,
