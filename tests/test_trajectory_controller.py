@@ -16,7 +16,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64
+from std_msgs.msg import Bool, Float64, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from humanego_ros import qos
@@ -71,10 +71,9 @@ def count(peer, key: str) -> int:
     return int(s.get(key, 0)) if s else 0
 
 
-def chunk(peer, target, speed=0.6, gripper=0.04, **overrides) -> JointTrajectory:
-    """A chunk as ik_retarget stamps it (the latest observation), from the measured joints towards ``target`` at
-    ``speed`` rad/s per joint."""
-    latest = peer.got["joints"][-1]
+def chunk(latest: JointState, target, speed=0.6, gripper=0.04, **overrides) -> JointTrajectory:
+    """A chunk as ik_retarget makes it from the ``latest`` joint state (its stamp, its positions as the start),
+    towards ``target`` at ``speed`` rad/s per joint."""
     q0 = arm(latest)
     step = np.clip(np.asarray(target) - q0, -speed * DT, speed * DT)
     points = []
@@ -95,7 +94,7 @@ def drive(peer, target, condition, what, proc, timeout_s=40.0, **chunk_args):
     while time.monotonic() < deadline:
         if condition():
             return
-        peer.chunk.publish(chunk(peer, target, **chunk_args))
+        peer.chunk.publish(chunk(peer.got["joints"][-1], target, **chunk_args))
         next_chunk = time.monotonic() + 0.1
         while time.monotonic() < next_chunk:
             peer.executor.spin_once(timeout_sec=0.02)
@@ -144,12 +143,12 @@ def test_chunks_move_the_arm_and_bad_targets_are_clamped_or_rejected(processes, 
     assert path.header.frame_id == "base_link"
 
     # NaN: rejected whole, never followed.
-    bad = chunk(peer, target)
+    bad = chunk(got["joints"][-1], target)
     bad.points[3].positions[2] = math.nan
     peer.chunk.publish(bad)
     peer.wait(lambda: count(peer, "rejected_non_finite") == 1, "the NaN chunk's rejection", node)
     # A wrong frame: rejected.
-    peer.chunk.publish(chunk(peer, target, frame_id="camera_optical_frame"))
+    peer.chunk.publish(chunk(got["joints"][-1], target, frame_id="camera_optical_frame"))
     peer.wait(lambda: count(peer, "rejected_wrong_frame") == 1, "the wrong-frame chunk's rejection", node)
 
     # Beyond joint 7's limit (it only turns the hand): the command stops at the narrowed limit.
@@ -202,6 +201,60 @@ def test_stale_chunks_and_estop_decelerate_and_hold(processes, probe):
     assert held[0] < far[0] - 0.1
     peer.estop.publish(Bool(data=False))
     drive(peer, far, lambda: arm(got["joints"][-1])[0] > held[0] + 0.1, "motion after the release", node)
+
+
+def test_ros2_control_output_and_the_heartbeat(processes, probe):
+    """Towards a joint_trajectory_controller (here this process, which also plays the arm's joint_states on the
+    wall clock): commands on <controller>/joint_trajectory, the gripper on a forward-command topic, and nothing
+    at all until heartbeats arrive, nor after they stop."""
+    ns = f"/trajctl_jtc_{os.getpid()}"
+    node = processes.start(["humanego", "run", "humanego_control", "trajectory_controller", "--ros-args",
+                            "-r", f"__ns:={ns}", "-p", "output:=ros2_control", "-p", "controller_name:=arm_controller",
+                            "-p", "gripper_command_topic:=hand_controller/commands", "-p", "heartbeat_timeout_s:=0.3",
+                            "-p", "joint_state_timeout_s:=0.5"])
+    peer = probe("jtc_probe", {"commands": (JointTrajectory, f"{ns}/arm_controller/joint_trajectory", qos.COMMAND),
+                               "gripper": (Float64MultiArray, f"{ns}/hand_controller/commands", qos.COMMAND),
+                               "diagnostics": (DiagnosticArray, "/diagnostics", qos.COMMAND)})
+    got = peer.got
+    chunks = peer.node.create_publisher(JointTrajectory, f"{ns}/joint_chunk", qos.COMMAND)
+    heartbeat = peer.node.create_publisher(Header, f"{ns}/heartbeat", qos.COMMAND)
+    states = peer.node.create_publisher(JointState, f"{ns}/joint_states", qos.COMMAND)
+    position = HOME.copy()
+    beating = [False]
+
+    def tick():
+        """The arm: at its last command; the operator station: beating while asked to."""
+        if got["commands"]:
+            position[:] = got["commands"][-1].points[0].positions
+        msg = JointState(name=[*ARM, GRIPPER], position=[*position.tolist(), 0.04])
+        msg.header.stamp = peer.node.get_clock().now().to_msg()
+        states.publish(msg)
+        if beating[0]:
+            heartbeat.publish(Header(stamp=msg.header.stamp, frame_id="test"))
+
+    peer.node.create_timer(0.02, tick)
+    peer.wait(lambda: chunks.get_subscription_count() > 0 and status(peer) is not None, "the controller", node)
+    target = HOME + 0.1
+
+    def send_chunks(until, what):
+        deadline = time.monotonic() + 30.0
+        while not until():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; status {status(peer)}"
+            now = JointState(name=ARM, position=position.tolist(),
+                             header=Header(stamp=peer.node.get_clock().now().to_msg()))
+            chunks.publish(chunk(now, target, gripper=0.01))
+            next_chunk = time.monotonic() + 0.1
+            while time.monotonic() < next_chunk:
+                peer.executor.spin_once(timeout_sec=0.02)
+
+    send_chunks(lambda: status(peer)["message"] == "holding: no_heartbeat", "the missing heartbeat")
+    assert not got["commands"] and not got["gripper"]
+    beating[0] = True
+    send_chunks(lambda: np.allclose(position, target, atol=1e-3), "the target")
+    assert got["commands"][-1].joint_names == ARM
+    assert got["gripper"][-1].data.tolist() == pytest.approx([0.01])
+    beating[0] = False
+    send_chunks(lambda: status(peer)["message"] == "holding: heartbeat_lost", "the lost heartbeat")
 
 
 @pytest.mark.parametrize("argument, named", [("output:=gazebo", "'output'"),
