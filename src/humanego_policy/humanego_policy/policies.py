@@ -42,6 +42,7 @@ BATCH_KEYS = ("image", "tokens", "token_mask", "actions", "action_valid", "done"
 # policy type -> "module:class"; imported on demand so that a policy module can import this one.
 POLICY_CLASSES = {
     "flow": "humanego_policy.flow_matching:FlowMatchingPolicy",
+    "act": "humanego_policy.act:ACTPolicy",
 }
 
 
