@@ -43,6 +43,7 @@ BATCH_KEYS = ("image", "tokens", "token_mask", "actions", "action_valid", "done"
 POLICY_CLASSES = {
     "flow": "humanego_policy.flow_matching:FlowMatchingPolicy",
     "act": "humanego_policy.act:ACTPolicy",
+    "egomimic": "humanego_policy.egomimic_policy:EgoMimicPolicy",
 }
 
 
