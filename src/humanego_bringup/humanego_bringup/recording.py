@@ -36,6 +36,8 @@ RECORDED_TOPICS: tuple[str, ...] = (
     "joint_states",
     "ict", "action_chunk", "joint_chunk",
     "joint_trajectory", "gripper_command", "estop", "heartbeat",
+    # trajectory_controller's output to a ros2_control arm (its default controller names)
+    "joint_trajectory_controller/joint_trajectory", "gripper_controller/commands",
     "task_state",
     "/tf", "/tf_static",
     "/diagnostics",

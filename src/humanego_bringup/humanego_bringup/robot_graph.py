@@ -370,11 +370,17 @@ def _check_policy_inputs(args: LaunchArgs, names: set[str]) -> None:
             raise PreflightError(f"policy:=replay: {frames} not found (recording:= must be a recording preprocessed "
                                  f"with 'humanego run humanego_training preprocess'); the arm is not started")
         return
-    bundle = bundle_dir(args)
-    for required in ("bundle.json", "dataset_stats.json"):
-        if not (bundle / required).is_file():
-            raise PreflightError(f"policy bundle file missing: {bundle / required} (give bundle:=<folder written by "
-                                 f"'humanego run humanego_training export'); the arm is not started")
+    # Imported here: the bundle reader pulls in torch, which only a graph with a learned policy needs.
+    from humanego_policy.bundle import Bundle, BundleError
+
+    try:
+        bundle = Bundle.load(bundle_dir(args))
+    except (FileNotFoundError, BundleError) as exc:
+        raise PreflightError(f"policy bundle: {exc} (give bundle:=<folder written by 'humanego run "
+                             f"humanego_training export'); the arm is not started") from None
+    if bundle.manifest.policy_type != args.policy:
+        raise PreflightError(f"policy:={args.policy} but {bundle.path / 'bundle.json'} holds a "
+                             f"'{bundle.manifest.policy_type}' policy; the arm is not started")
 
 
 def _check_extrinsics(args: LaunchArgs) -> None:

@@ -25,13 +25,6 @@ PACKAGE = Path(robot_graph.__file__).parent
 LAUNCH_FILE = Path(__file__).resolve().parents[3] / "launch" / "robot.launch.py"
 
 
-def make_bundle(folder: Path, *files: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in files:
-        (folder / name).write_text(json.dumps({}))
-    return folder
-
-
 def test_defaults():
     a = launch_args()
     assert (a.robot, a.sim, a.camera, a.policy, a.rviz, a.namespace, a.heartbeat) == \
@@ -112,10 +105,12 @@ def test_nodes_selected_by_arguments():
 def test_bundle_missing_names_the_file_and_starts_nothing(tmp_path):
     with pytest.raises(PreflightError) as err:
         plan(launch_args({"bundle": str(tmp_path / "nope")}))
-    assert str(tmp_path / "nope" / "bundle.json") in str(err.value) and "the arm is not started" in str(err.value)
-    make_bundle(tmp_path / "half", "bundle.json")
-    with pytest.raises(PreflightError, match=str(tmp_path / "half" / "dataset_stats.json")):
-        plan(launch_args({"bundle": str(tmp_path / "half")}))
+    assert str(tmp_path / "nope") in str(err.value) and "the arm is not started" in str(err.value)
+    with pytest.raises(PreflightError, match=str(tmp_path / "bundle.json")):
+        plan(launch_args({"bundle": str(tmp_path)}))
+    (tmp_path / "bundle.json").write_text(json.dumps({}))
+    with pytest.raises(PreflightError, match=f"{tmp_path / 'bundle.json'}: format: required key is missing"):
+        plan(launch_args({"bundle": str(tmp_path)}))
 
 
 def test_replay_recording_must_be_preprocessed(tmp_path):

@@ -1,0 +1,175 @@
+"""The robot graph started for real: `humanego launch robot` / RobotGraph start every node of the description,
+stop on Ctrl-C or when a required node dies, and refuse bad arguments and missing files before starting."""
+
+import io
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+
+from humanego_bringup.extrinsics import load_camera_extrinsics, save_camera_extrinsics
+from humanego_bringup.launcher import RobotGraph
+from humanego_bringup.robot_graph import node_pattern_matches, parameter_value
+from humanego_ros import qos
+from humanego_ros.conversions import transform_to_matrix
+
+# The nodes of the default graph (sim:=true camera:=sim policy:=flow) whose executables exist so far.
+LANDED = ["sim_robot", "clean_view", "heartbeat"]
+
+
+def humanego(*args, timeout=60):
+    return subprocess.run(["humanego", *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Output(io.TextIOBase):
+    """A thread-safe text sink for the graph's prefixed output."""
+
+    def __init__(self):
+        self.lines, self._lock = [], threading.Lock()
+
+    def write(self, text):
+        with self._lock:
+            self.lines.extend(text.splitlines())
+        return len(text)
+
+    def text(self):
+        with self._lock:
+            return "\n".join(self.lines)
+
+
+def node_names(probe_node) -> set[str]:
+    return {f"{ns.rstrip('/')}/{name}" for name, ns in probe_node.get_node_names_and_namespaces()}
+
+
+@pytest.mark.slow
+def test_graph_starts_every_node_and_stops_them(probe):
+    ns = f"launch_{os.getpid()}"
+    output = Output()
+    graph = RobotGraph({"namespace": ns}, only=LANDED, output=output)
+    p = probe("launch_probe", {"clean": (Image, f"/{ns}/camera/image_clean", qos.SENSOR),
+                               "beat": (Header, f"/{ns}/heartbeat", qos.COMMAND)})
+    try:
+        graph.start()
+        expected = {f"/{ns}/{name}" for name in LANDED}
+        p.wait(lambda: expected <= node_names(p.node) or graph.poll() is not None, "every node in the ROS graph")
+        assert graph.poll() is None, output.text()
+        # The nodes work together: clean_view masks the sim's camera (sim time, TF, joint states all wired), and the
+        # heartbeat carries the source set in config/heartbeat.yaml (the parameter file applies in the namespace).
+        p.wait(lambda: p.got["clean"] and p.got["beat"], "a clean image and a heartbeat")
+        assert p.got["beat"][0].frame_id == "launch"
+        assert {f"[{name}]" for name in LANDED} <= {line.split(" ")[0] for line in output.lines}
+    finally:
+        graph.stop()
+    assert graph.exit_code == 0 and graph.failed is None
+    assert not graph.running()
+    assert all(proc.returncode is not None for proc in graph.processes.values())
+
+
+@pytest.mark.slow
+def test_a_required_node_that_dies_stops_the_graph():
+    output = Output()
+    with RobotGraph({"namespace": f"die_{os.getpid()}"}, only=["sim_robot", "heartbeat"], output=output) as graph:
+        os.killpg(graph.processes["heartbeat"].pid, signal.SIGKILL)
+        code = graph.wait(timeout_s=60)
+    assert code == 1 and graph.failed == "heartbeat"
+    assert "required node 'heartbeat' exited with code -9" in graph.message
+    assert graph.processes["sim_robot"].returncode is not None
+    assert "stopping the graph" in output.text()
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_stops_every_node(processes):
+    proc = processes.start(["humanego", "launch", "robot", "--only", "heartbeat", f"namespace:=cli_{os.getpid()}"])
+    lines = []
+    deadline = time.monotonic() + 60
+    while not any(line.startswith("[heartbeat] [INFO]") for line in lines) and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    assert any(line.startswith("[heartbeat] [INFO]") for line in lines), "".join(lines) + proc.stderr.read()
+    [pid] = [int(m.group(1)) for line in lines if (m := re.search(r"started heartbeat \(pid (\d+)\)", line))]
+    os.killpg(proc.pid, signal.SIGINT)  # the launcher's own group: it must pass the stop on
+    assert proc.wait(timeout=60) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_cli_bad_arguments_start_nothing(tmp_path):
+    out = humanego("launch", "robot", "robt:=ur5e")
+    assert out.returncode == 2 and "unknown launch argument robt; valid arguments: robot, sim" in out.stderr
+    out = humanego("launch", "robot", "camera:=webcam")
+    assert out.returncode == 2 and "valid values of 'camera': sim, aria, realsense, recording" in out.stderr
+    out = humanego("launch", "robot", f"bundle:={tmp_path}")
+    assert out.returncode == 2 and f"policy bundle file missing: {tmp_path / 'bundle.json'}" in out.stderr
+    assert "started" not in out.stdout
+    out = humanego("launch", "robot", "--show-args")
+    assert out.returncode == 0 and "camera:=sim [sim|aria|realsense|recording]" in out.stdout
+
+
+def test_cli_dry_run_prints_the_node_commands():
+    out = humanego("launch", "robot", "--dry-run", "--only", "sim_robot,clean_view", "robot:=ur5e", "namespace:=r7")
+    assert out.returncode == 0, out.stderr
+    sim, clean = out.stdout.splitlines()
+    assert re.fullmatch(r"\S+/lib/humanego_sim/sim_robot --ros-args -r __node:=sim_robot -r __ns:=/r7 "
+                        r"--params-file \S+/config/sim_robot.yaml -p robot:=ur5e -p task:=serve_bread", sim)
+    assert "clean_view --ros-args" in clean and "-p use_sim_time:=true" in clean
+
+
+def started_line(proc) -> str:
+    """The heartbeat node's start-up log line (it names the source parameter's value)."""
+    for line in iter(proc.stderr.readline, ""):
+        if "heartbeat '" in line:
+            return line
+    raise AssertionError(f"the heartbeat node exited ({proc.wait()}) without starting")
+
+
+@pytest.mark.slow
+def test_parameter_file_sections_and_values_as_rcl_reads_them(processes, tmp_path):
+    """node_pattern_matches and parameter_value agree with what a real node gets (rcl is the reference)."""
+    ns = f"/pat_{os.getpid()}"
+    cases = {"heartbeat": False, "/**/heartbeat": True, "/*/heartbeat": True, "/**": True,
+             f"{ns}/heartbeat": True, "/other/heartbeat": False}
+    procs = {}
+    for i, key in enumerate(cases):
+        path = tmp_path / f"p{i}.yaml"
+        path.write_text(f"{key}:\n  ros__parameters:\n    source: from_file\n")
+        procs[key] = processes.start(["humanego", "run", "humanego_control", "heartbeat", "--ros-args",
+                                      "-r", f"__ns:={ns}", "-r", "__node:=heartbeat", "--params-file", str(path)])
+    quoted = processes.start(["humanego", "run", "humanego_control", "heartbeat", "--ros-args", "-r", f"__ns:={ns}",
+                              "-r", "__node:=quoted", "-p", f"source:={parameter_value('true')}"])
+    for key, proc in procs.items():
+        line = started_line(proc)
+        assert ("'from_file'" in line) is cases[key] is node_pattern_matches(key, f"{ns}/heartbeat"), (key, line)
+    assert "heartbeat 'true' at" in started_line(quoted)
+
+
+@pytest.mark.slow
+def test_camera_extrinsics_node_publishes_the_calibration(processes, probe, tmp_path):
+    T = np.array([[0.0, -1.0, 0.0, 0.4], [0.0, 0.0, -1.0, -0.3], [1.0, 0.0, 0.0, 0.6], [0.0, 0.0, 0.0, 1.0]])
+    path = tmp_path / "camera_extrinsics.yaml"
+    child = f"cam_{os.getpid()}"
+    save_camera_extrinsics(path, T, child_frame=child, source="test")
+    p = probe("extrinsics_probe", {"static": (TFMessage, "/tf_static", qos.TF_STATIC)})
+    proc = processes.start(["humanego", "run", "humanego_bringup", "camera_extrinsics", "--ros-args",
+                            "-p", f"file:={path}"])
+    [transform] = p.wait(lambda: [t for m in p.got["static"] for t in m.transforms if t.child_frame_id == child],
+                         "the calibration on /tf_static", proc)
+    assert transform.header.frame_id == load_camera_extrinsics(path).parent_frame == "base_link"
+    np.testing.assert_allclose(transform_to_matrix(transform.transform), T, atol=1e-9)
+
+
+def test_camera_extrinsics_node_refuses_a_bad_file(tmp_path):
+    path = tmp_path / "camera_extrinsics.yaml"
+    path.write_text("translation: [0, 0, 0]\nrotation: [0, 0, 0, 1.5]\n")
+    out = humanego("run", "humanego_bringup", "camera_extrinsics", "--ros-args", "-p", f"file:={path}")
+    assert out.returncode == 2
+    assert "cannot start" in out.stderr and f"{path}: rotation: must be a unit quaternion" in out.stderr
