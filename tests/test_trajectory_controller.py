@@ -204,11 +204,13 @@ def test_stale_chunks_and_estop_decelerate_and_hold(processes, probe):
 
 
 def test_ros2_control_output_and_the_heartbeat(processes, probe):
-    """Towards a joint_trajectory_controller (here this process, which also plays the arm's joint_states on the
-    wall clock): commands on <controller>/joint_trajectory, the gripper on a forward-command topic, and nothing
-    at all until heartbeats arrive, nor after they stop."""
+    """With the shipped parameter file, towards a joint_trajectory_controller (here this process, which also plays
+    the arm's joint_states on the wall clock): commands on <controller>/joint_trajectory, the gripper on a
+    forward-command topic, and nothing at all until heartbeats arrive, nor after they stop."""
     ns = f"/trajctl_jtc_{os.getpid()}"
+    params = os.path.join(os.environ["HUMANEGO_WS"], "config", "trajectory_controller.yaml")
     node = processes.start(["humanego", "run", "humanego_control", "trajectory_controller", "--ros-args",
+                            "--params-file", params,
                             "-r", f"__ns:={ns}", "-p", "output:=ros2_control", "-p", "controller_name:=arm_controller",
                             "-p", "gripper_command_topic:=hand_controller/commands", "-p", "heartbeat_timeout_s:=0.3",
                             "-p", "joint_state_timeout_s:=0.5"])

@@ -194,6 +194,10 @@ class TrajectoryExecutor:
     def on_estop(self, active: bool) -> None:
         self._estop = bool(active)
 
+    @property
+    def estop(self) -> bool:
+        return self._estop
+
     def add_chunk(self, joint_names, times_from_start, positions, stamp_s: float, frame_id: str, now_s: float,
                   mono_s: float) -> JointChunk:
         """Validate and take a chunk (JointTrajectory fields); raises ChunkRejected after counting it."""

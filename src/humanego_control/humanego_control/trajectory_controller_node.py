@@ -242,8 +242,10 @@ class TrajectoryControllerNode(Node):
 
     def on_estop(self, msg: Bool) -> None:
         with self._lock:
+            changed = msg.data != self.trajectory.estop
             self.trajectory.on_estop(msg.data)
-        self.get_logger().warn("e-stop: decelerating and holding" if msg.data else "e-stop released")
+        if changed:  # an e-stop button may repeat its state at a fixed rate
+            self.get_logger().warn("e-stop: decelerating and holding" if msg.data else "e-stop released")
 
     def on_heartbeat(self, msg: Header) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 
 from humanego_control.trajectory import (
     ChunkRejected,
@@ -13,6 +14,8 @@ from humanego_control.trajectory import (
     parse_joint_chunk,
     resample,
 )
+from humanego_control.trajectory_controller_node import parameters
+from humanego_core.ament_index import resource_path
 from humanego_core.safety import JointLimits, SafetyFilter
 
 ARM = ["a", "b"]
@@ -285,3 +288,17 @@ def test_clock_follower_smooths_a_stepped_clock():
     # A clock that goes back (a restarted simulator) starts over.
     assert follower.observe(101.0, 1.0)
     assert follower.now(101.0) == pytest.approx(1.0)
+
+
+def test_the_shipped_parameter_file_names_declared_parameters_with_their_types():
+    specs = {spec.name: spec for spec in parameters()}
+    path = resource_path("config", "trajectory_controller.yaml")
+    values = yaml.safe_load(path.read_text())["/**/trajectory_controller"]["ros__parameters"]
+    assert set(values) <= set(specs), f"{path}: unknown parameters {set(values) - set(specs)}"
+    for name, value in values.items():
+        spec = specs[name]
+        assert type(value) is type(spec.default), f"{path}: {name} is {value!r}, declared {spec.default!r}"
+        if spec.choices:
+            assert value in spec.choices
+        if spec.minimum is not None and not isinstance(value, list):
+            assert spec.minimum <= value <= spec.maximum, name
