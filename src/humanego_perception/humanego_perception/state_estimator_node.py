@@ -21,13 +21,14 @@ Publishes   ict (humanego_interfaces/InteractionTokens, reliable): header.stamp 
             /diagnostics: frames published, dropped by reason, inputs rejected, latency p50/p99
 
 A frame waits until a joint state at or after its stamp has arrived (its nearest is then known; older waiting
-frames are dropped as superseded) or until MAX_PENDING newer frames wait behind it. It is then built from the
-joint state nearest to it if within ``max_joint_state_age_s`` and the objects nearest to it within
-``max_object_age_s``, or dropped and counted: stale joint states or objects, a frame missing from TF (camera
-or object frame), an object without a pose, objects still being estimated (rgbd), bad inputs. NaN is never
-published (the builder and the message conversion refuse it). The rgbd backend estimates the objects in the
-executor thread over its first frames (a few seconds of shape fitting, frames dropped as objects_not_ready
-meanwhile) and only carries them with the gripper after.
+frames are dropped as superseded) or for at most ``max_wait_s`` (joint states trail the camera when the
+executor falls behind: rclpy takes one message per subscription and wait, and joint states come ten times as
+often as frames). It is then built from the joint state nearest to it if within ``max_joint_state_age_s`` and
+the objects nearest to it within ``max_object_age_s``, or dropped and counted: stale joint states or objects, a
+frame missing from TF (camera or object frame), an object without a pose, objects still being estimated
+(rgbd), bad inputs. NaN is never published (the builder and the message conversion refuse it). The rgbd
+backend estimates the objects in the executor thread over its first frames (a few seconds of shape fitting,
+frames dropped as objects_not_ready meanwhile) and only carries them with the gripper after.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ from humanego_sim.tasks import available_tasks, load_task
 
 BACKENDS = ("sim_truth", "rgbd")
 LATENCY_WINDOW = 300
-MAX_PENDING = 3
+MAX_PENDING = 30  # frames waiting for their joint state, at most (memory bound; max_wait_s decides first)
 LOG_PERIOD_S = 5.0
 IMAGE_BUFFER = 10  # rgb / depth frames kept for pairing by stamp (rgbd backend, while estimating)
 JOINT_STATES = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -116,6 +117,8 @@ def parameters() -> list[ParamSpec]:
                   "built with; frames without one as close are dropped.", minimum=0.0, maximum=1.0),
         ParamSpec("max_object_age_s", 0.2, "Largest time between a camera frame and the object poses it is built "
                   "with (sim_truth); frames without them are dropped.", minimum=0.0, maximum=5.0),
+        ParamSpec("max_wait_s", 0.5, "Longest a camera frame waits (wall time) for the joint state of its stamp "
+                  "before it is decided with what has arrived.", minimum=0.0, maximum=5.0),
         ParamSpec("robot_mask_padding_px", 3, "Dilation (px) of the robot's self-mask removed from object "
                   "detections (rgbd).", minimum=0, maximum=50),
         *rgbd_parameters(),
@@ -140,6 +143,7 @@ class StateEstimatorNode(Node):
         self.base_frame = p["base_frame"]
         self.max_joint_age_ns = seconds_to_ns(p["max_joint_state_age_s"])
         self.max_object_age_ns = seconds_to_ns(p["max_object_age_s"])
+        self.max_wait_s = p["max_wait_s"]
 
         self.tf = TfListener(self)
         self.joints = JointStateBuffer()
@@ -203,8 +207,6 @@ class StateEstimatorNode(Node):
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.pending.append((msg, time.monotonic()))
-        if len(self.pending) > MAX_PENDING:
-            self._process(*self.pending.popleft())
         self._settle()
 
     def _ready(self, stamp: int) -> bool:
@@ -215,6 +217,11 @@ class StateEstimatorNode(Node):
         return self.rgbd is None or self.rgbd.ready or all(stamp in self.images[k] for k in ("rgb", "depth"))
 
     def _settle(self) -> None:
+        """Build the newest frame that is ready (older waiting ones are superseded); decide the frames that
+        waited too long with what there is."""
+        now = time.monotonic()
+        while self.pending and (len(self.pending) > MAX_PENDING or now - self.pending[0][1] > self.max_wait_s):
+            self._process(*self.pending.popleft())
         ready = [i for i, (msg, _) in enumerate(self.pending) if self._ready(conv.time_to_ns(msg.header.stamp))]
         if not ready:
             return
