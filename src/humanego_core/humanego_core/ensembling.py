@@ -55,7 +55,7 @@ class _Chunk:
 class _ChunkSet(ABC):
     """The chunks still to be executed, ordered oldest (earliest start) first."""
 
-    def __init__(self, max_chunks: int = 64):
+    def __init__(self, max_chunks: int = 128):
         if max_chunks < 1:
             raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
         self.max_chunks = max_chunks
@@ -114,8 +114,9 @@ class _ChunkSet(ABC):
 class TemporalEnsembler(_ChunkSet):
     """ACT's temporal ensembling over the chunks covering each query time."""
 
-    def __init__(self, decay: float = 0.01, max_chunks: int = 64):
-        """``decay`` >= 0 (0 = plain mean); ``max_chunks`` bounds memory (the oldest are dropped beyond it)."""
+    def __init__(self, decay: float = 0.01, max_chunks: int = 128):
+        """``decay`` >= 0 (0 = plain mean); ``max_chunks`` bounds memory (the oldest are dropped beyond it; 128
+        holds every live chunk of a 100-step chunk at 30 Hz predicted at 30 Hz, ACT's setting)."""
         super().__init__(max_chunks)
         if not (math.isfinite(decay) and decay >= 0):
             raise ValueError(f"decay must be finite and >= 0, got {decay}")
