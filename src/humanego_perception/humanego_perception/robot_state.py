@@ -161,10 +161,12 @@ class RobotTokenBuilder:
 
 
 def load_bundle_tokens(bundle_dir: str | Path) -> tuple[ICTConfig, NormStats]:
-    """The token layout and normalisation of a policy bundle: ``bundle.json``'s ``token_layout``
-    ({token_dim, max_tokens, frame_mode, dual_hand, hand_side}, as humanego_policy.checkpoint.TokenLayout writes
-    it) and ``dataset_stats.json``. The robot's tokens must be the ones the policy was trained on, so both come
-    from the bundle and nowhere else; errors name the file."""
+    """The token layout and normalisation of a policy bundle (humanego_policy.bundle): ``bundle.json``'s
+    ``token_layout`` ({token_dim, max_tokens, frame_mode, dual_hand, hand_side}, humanego_policy.checkpoint's
+    TokenLayout) and the stats file it names (``dataset_stats``, default dataset_stats.json). The robot's tokens
+    must be the ones the policy was trained on, so both come from the bundle and nowhere else; errors name the
+    file. Only these two entries are read (humanego_policy.bundle.Bundle.load would import torch, which this
+    node has no use for); the policy node loads and checks the whole bundle."""
     bundle = Path(bundle_dir)
     if not bundle.is_dir():
         raise FileNotFoundError(f"policy bundle {bundle} is not a folder (export one with "
@@ -188,4 +190,7 @@ def load_bundle_tokens(bundle_dir: str | Path) -> tuple[ICTConfig, NormStats]:
     if layout["token_dim"] != config.token_dim:
         raise ValueError(f"{path}: token_layout.token_dim {layout['token_dim']} does not fit its layout "
                          f"({config.token_dim} floats per token)")
-    return config, NormStats.load(bundle / "dataset_stats.json")
+    stats_name = data.get("dataset_stats", "dataset_stats.json")
+    if not isinstance(stats_name, str) or not stats_name:
+        raise ValueError(f"{path}: dataset_stats must name the stats file, got {stats_name!r}")
+    return config, NormStats.load(bundle / stats_name)

@@ -132,6 +132,11 @@ def test_bundle_token_layout_and_stats(tmp_path):
     (tmp_path / "b" / "dataset_stats.json").unlink()
     with pytest.raises(FileNotFoundError, match="dataset_stats.json"):
         load_bundle_tokens(tmp_path / "b")
+    # The stats file is the one the manifest names (humanego_policy.bundle's dataset_stats key).
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "bundle.json").write_text(json.dumps({"token_layout": layout, "dataset_stats": "s.json"}))
+    NormStats(np.zeros(3), np.full(3, 0.5)).save(tmp_path / "c" / "s.json")
+    np.testing.assert_array_equal(load_bundle_tokens(tmp_path / "c")[1].pos_std, 0.5)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         load_bundle_tokens(tmp_path / "missing")
 
