@@ -11,18 +11,28 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from humanego_bringup.extrinsics import load_camera_extrinsics, save_camera_extrinsics
 from humanego_bringup.launcher import RobotGraph
-from humanego_bringup.robot_graph import node_pattern_matches, parameter_value
+from humanego_bringup.robot_graph import PreflightError, launch_args, node_pattern_matches, parameter_value, plan
+from humanego_core.actions import NormStats
+from humanego_core.ict import MAX_TOKENS, token_dim
+from humanego_interfaces.msg import InteractionTokens
+from humanego_policy.checkpoint import TokenLayout, save_checkpoint
+from humanego_policy.policies import build_policy
 from humanego_ros import qos
 from humanego_ros.conversions import transform_to_matrix
+from humanego_training.export import export_bundle
 
 # The nodes of the default graph (sim:=true camera:=sim policy:=flow) whose executables exist so far.
-LANDED = ["sim_robot", "clean_view", "heartbeat"]
+LANDED = ["sim_robot", "clean_view", "state_estimator", "ik_retarget", "trajectory_controller", "heartbeat"]
+# A flow-matching policy small enough to export in seconds (random weights: the graph test checks wiring, not skill).
+TINY_FLOW = {"image_size": [32, 32], "image_channels": 8, "dim": 32, "heads": 2, "encoder_layers": 1,
+             "decoder_layers": 1, "ffn_dim": 64, "num_steps": 2}
 
 
 def humanego(*args, timeout=60):
@@ -45,16 +55,30 @@ class Output(io.TextIOBase):
             return "\n".join(self.lines)
 
 
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """A real policy bundle (exported like the shipped ones) for the sim's single right arm, camera frame."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    layout = TokenLayout(token_dim(dual_hand=False), MAX_TOKENS, "camera_frame", False, "right")
+    policy = build_policy("flow", TINY_FLOW, layout.token_dim, layout.max_tokens)
+    stats = NormStats(np.array([0.0, 0.1, 0.7]), np.array([0.2, 0.15, 0.2]))
+    run = tmp_path_factory.mktemp("run")
+    save_checkpoint(run / "latest.pt", policy, layout, stats.to_dict(), dt=1 / 30)
+    return export_bundle(run, tmp_path_factory.mktemp("models") / "tiny_flow", progress=False).path
+
+
 def node_names(probe_node) -> set[str]:
     return {f"{ns.rstrip('/')}/{name}" for name, ns in probe_node.get_node_names_and_namespaces()}
 
 
 @pytest.mark.slow
-def test_graph_starts_every_node_and_stops_them(probe):
+def test_graph_starts_every_node_and_stops_them(probe, tiny_bundle):
     ns = f"launch_{os.getpid()}"
     output = Output()
-    graph = RobotGraph({"namespace": ns}, only=LANDED, output=output)
+    graph = RobotGraph({"namespace": ns, "bundle": str(tiny_bundle)}, only=LANDED, output=output)
     p = probe("launch_probe", {"clean": (Image, f"/{ns}/camera/image_clean", qos.SENSOR),
+                               "ict": (InteractionTokens, f"/{ns}/ict", qos.COMMAND),
                                "beat": (Header, f"/{ns}/heartbeat", qos.COMMAND)})
     try:
         graph.start()
@@ -63,7 +87,8 @@ def test_graph_starts_every_node_and_stops_them(probe):
         assert graph.poll() is None, output.text()
         # The nodes work together: clean_view masks the sim's camera (sim time, TF, joint states all wired), and the
         # heartbeat carries the source set in config/heartbeat.yaml (the parameter file applies in the namespace).
-        p.wait(lambda: p.got["clean"] and p.got["beat"], "a clean image and a heartbeat")
+        p.wait(lambda: p.got["clean"] and p.got["ict"] and p.got["beat"], "a clean image, tokens and a heartbeat")
+        assert p.got["ict"][0].token_dim == token_dim(dual_hand=False)
         assert p.got["beat"][0].frame_id == "launch"
         assert {f"[{name}]" for name in LANDED} <= {line.split(" ")[0] for line in output.lines}
     finally:
@@ -101,6 +126,13 @@ def test_cli_ctrl_c_stops_every_node(processes):
     assert proc.wait(timeout=60) == 0
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_bundle_of_another_policy_type_is_refused(tiny_bundle):
+    with pytest.raises(PreflightError, match=f"policy:=act but {tiny_bundle / 'bundle.json'} holds a 'flow' policy"):
+        plan(launch_args({"policy": "act", "bundle": str(tiny_bundle)}))
+    graph = plan(launch_args({"bundle": str(tiny_bundle)}), only=["state_estimator"])
+    assert graph.node("state_estimator").parameters["bundle"] == str(tiny_bundle)
 
 
 def test_cli_bad_arguments_start_nothing(tmp_path):
