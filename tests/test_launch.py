@@ -16,9 +16,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
-from humanego_bringup.extrinsics import load_camera_extrinsics, save_camera_extrinsics
 from humanego_bringup.launcher import RobotGraph
 from humanego_bringup.robot_graph import PreflightError, launch_args, node_pattern_matches, parameter_value, plan
+from humanego_control.hand_eye import save_camera_extrinsics
 from humanego_core.actions import NormStats
 from humanego_core.ict import MAX_TOKENS, token_dim
 from humanego_interfaces.msg import InteractionTokens
@@ -135,6 +135,7 @@ def test_bundle_of_another_policy_type_is_refused(tiny_bundle):
     assert graph.node("state_estimator").parameters["bundle"] == str(tiny_bundle)
 
 
+@pytest.mark.slow
 def test_cli_bad_arguments_start_nothing(tmp_path):
     out = humanego("launch", "robot", "robt:=ur5e")
     assert out.returncode == 2 and "unknown launch argument robt; valid arguments: robot, sim" in out.stderr
@@ -189,19 +190,19 @@ def test_camera_extrinsics_node_publishes_the_calibration(processes, probe, tmp_
     T = np.array([[0.0, -1.0, 0.0, 0.4], [0.0, 0.0, -1.0, -0.3], [1.0, 0.0, 0.0, 0.6], [0.0, 0.0, 0.0, 1.0]])
     path = tmp_path / "camera_extrinsics.yaml"
     child = f"cam_{os.getpid()}"
-    save_camera_extrinsics(path, T, child_frame=child, source="test")
+    save_camera_extrinsics(path, T, "base_link", child, {"method": "test"})
     p = probe("extrinsics_probe", {"static": (TFMessage, "/tf_static", qos.TF_STATIC)})
     proc = processes.start(["humanego", "run", "humanego_bringup", "camera_extrinsics", "--ros-args",
                             "-p", f"file:={path}"])
     [transform] = p.wait(lambda: [t for m in p.got["static"] for t in m.transforms if t.child_frame_id == child],
                          "the calibration on /tf_static", proc)
-    assert transform.header.frame_id == load_camera_extrinsics(path).parent_frame == "base_link"
+    assert transform.header.frame_id == "base_link"
     np.testing.assert_allclose(transform_to_matrix(transform.transform), T, atol=1e-9)
 
 
 def test_camera_extrinsics_node_refuses_a_bad_file(tmp_path):
     path = tmp_path / "camera_extrinsics.yaml"
-    path.write_text("translation: [0, 0, 0]\nrotation: [0, 0, 0, 1.5]\n")
+    path.write_text("translation: [0, 0, 0]\nrotation_xyzw: [0, 0, 0, 1.5]\n")
     out = humanego("run", "humanego_bringup", "camera_extrinsics", "--ros-args", "-p", f"file:={path}")
     assert out.returncode == 2
-    assert "cannot start" in out.stderr and f"{path}: rotation: must be a unit quaternion" in out.stderr
+    assert "cannot start" in out.stderr and f"{path}: rotation_xyzw: must be a unit quaternion" in out.stderr

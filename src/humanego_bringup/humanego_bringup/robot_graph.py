@@ -28,7 +28,6 @@ from typing import Any
 import yaml
 
 from humanego_bringup import rviz
-from humanego_bringup.extrinsics import load_camera_extrinsics
 from humanego_core import ament_index
 from humanego_core.config import ConfigError
 from humanego_sim.tasks import available_tasks
@@ -384,6 +383,9 @@ def _check_policy_inputs(args: LaunchArgs, names: set[str]) -> None:
 
 
 def _check_extrinsics(args: LaunchArgs) -> None:
+    # Imported here: the calibration module brings OpenCV, which only a real-robot graph needs.
+    from humanego_control.hand_eye import load_camera_extrinsics
+
     path = args.extrinsics or ament_index.package_share(ament_index.RESOURCE_PACKAGE) / "config" / \
         "camera_extrinsics.yaml"
     try:

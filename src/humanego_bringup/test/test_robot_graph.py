@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from humanego_bringup import robot_graph, rviz
-from humanego_bringup.extrinsics import save_camera_extrinsics
 from humanego_bringup.robot_graph import (
     LaunchArgumentError,
     PreflightError,
@@ -19,6 +18,7 @@ from humanego_bringup.robot_graph import (
     parse_assignments,
     plan,
 )
+from humanego_control.hand_eye import save_camera_extrinsics
 from humanego_core.ament_index import resource_path
 
 PACKAGE = Path(robot_graph.__file__).parent
@@ -121,11 +121,11 @@ def test_replay_recording_must_be_preprocessed(tmp_path):
 def test_real_robot_needs_a_valid_calibration(tmp_path):
     base = {"sim": "false", "camera": "realsense"}
     bad = tmp_path / "bad.yaml"
-    bad.write_text("translation: [0, 0, 0]\nrotation: [0, 0, 0, 3]\n")
-    with pytest.raises(PreflightError, match=f"{bad}: rotation: must be a unit quaternion"):
+    bad.write_text("translation: [0, 0, 0]\nrotation_xyzw: [0, 0, 0, 3]\n")
+    with pytest.raises(PreflightError, match=f"{bad}: rotation_xyzw: must be a unit quaternion"):
         plan(launch_args({**base, "extrinsics": str(bad)}), only=["camera_extrinsics"])
     good = tmp_path / "good.yaml"
-    save_camera_extrinsics(good, np.eye(4))
+    save_camera_extrinsics(good, np.eye(4), "base_link", "camera_optical_frame", {"method": "test"})
     graph = plan(launch_args({**base, "extrinsics": str(good)}), only=["camera_extrinsics"])
     assert graph.node("camera_extrinsics").parameters == {"file": str(good)}
 
