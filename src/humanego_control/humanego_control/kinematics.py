@@ -119,6 +119,16 @@ class RobotKinematics:
         """Every link frame of the description (URDF links)."""
         return [f.name for f in self.model.frames if f.type == pin.FrameType.BODY]
 
+    def chain_links(self) -> list[str]:
+        """The URDF links from the base to the ee frame, in order (the arm's skeleton)."""
+        links, i = [], self._ee_id
+        while i > 0:
+            frame = self.model.frames[i]
+            if frame.type == pin.FrameType.BODY:
+                links.append(frame.name)
+            i = frame.parentFrame
+        return links[::-1]
+
     def arm_positions(self, names: list[str], positions) -> np.ndarray:
         """The arm's joint vector from positions by name (e.g. a JointState); extra names are ignored."""
         index = {name: i for i, name in enumerate(names)}

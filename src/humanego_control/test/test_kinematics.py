@@ -50,8 +50,10 @@ def test_joint_roles_and_limits_come_from_the_urdf():
     assert panda.base_frame == "base_link" and panda.ee_frame == "ee"
     np.testing.assert_allclose(panda.lower[[3, 5]], [-3.0718, -0.0175])
     np.testing.assert_allclose(panda.velocity_limit, [2.175] * 4 + [2.61] * 3)
+    assert panda.chain_links() == ["base_link", *[f"link{i}" for i in range(8)], "flange", "hand", "ee"]
     ur5e = RobotKinematics.load("ur5e")
     assert ur5e.arm_joint_names[0] == "shoulder_pan_joint" and ur5e.n == 6
+    assert ur5e.chain_links() == ["base_link", *[f"link{i}" for i in range(1, 7)], "flange", "gripper", "ee"]
     assert ur5e.gripper_range == (0.0, 0.0425)
 
 
