@@ -200,7 +200,8 @@ def test_rviz_config_resolves_topics_and_urdf():
     config = yaml.safe_load(rviz.render_config("/r1", "ur5e").read_text())
     displays = {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
     topics = {d["Topic"]["Value"] for d in displays.values() if "Topic" in d}
-    assert topics == {"/r1/camera/image_clean", "/r1/viz/predicted_path", "/r1/viz/executed_path", "/r1/viz/markers"}
+    assert topics == {"/r1/camera/image_clean", "/r1/camera/extrinsics_check", "/r1/viz/predicted_path",
+                      "/r1/viz/executed_path", "/r1/viz/markers"}
     robot = displays["RobotModel"]
     assert robot["Description Source"] == "File"
     assert robot["Description File"] == str(resource_path("urdf", "ur5e.urdf"))
