@@ -29,15 +29,13 @@ Use from the trainer::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from humanego_core.ict import ICTConfig
+from humanego_policy.bundle import TokenLayout
 from humanego_policy.policies import Policy, build_policy
 
 FORMAT = "humanego-policy-checkpoint"
@@ -47,53 +45,6 @@ LATEST = "latest.pt"
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and what is wrong."""
-
-
-@dataclass(frozen=True)
-class TokenLayout:
-    """What the interaction tokens fed to a policy look like: humanego_core.ict.ICTConfig plus the token size,
-    which must be the one the ICT builder makes for that configuration."""
-
-    token_dim: int
-    max_tokens: int
-    frame_mode: str = "camera_frame"
-    dual_hand: bool = False
-    hand_side: str = "right"
-
-    def __post_init__(self):
-        ict_config = self.ict_config()  # validates frame mode, hand side and max_tokens
-        if self.token_dim != ict_config.token_dim:
-            raise ValueError(f"token_dim {self.token_dim} does not fit a {'dual' if self.dual_hand else 'single'}"
-                             f"-hand ICT layout ({ict_config.token_dim})")
-
-    @classmethod
-    def from_ict(cls, config: ICTConfig) -> TokenLayout:
-        return cls(config.token_dim, config.max_tokens, config.frame_mode, config.dual_hand, config.hand_side)
-
-    def ict_config(self) -> ICTConfig:
-        return ICTConfig(self.frame_mode, self.dual_hand, self.hand_side, self.max_tokens)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(max_tokens, token_dim): the tokens array of one observation."""
-        return self.max_tokens, self.token_dim
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str) -> TokenLayout:
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(data, dict) or set(data) != set(names):
-            raise ValueError(f"{source}: token_layout must have exactly the keys {', '.join(names)}, got {data!r}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: token_layout: {exc}") from None
-
-    def describe(self) -> str:
-        hands = "both hands" if self.dual_hand else f"{self.hand_side} hand"
-        return f"{self.max_tokens}x{self.token_dim} tokens ({self.frame_mode}, {hands})"
 
 
 @dataclass

@@ -24,7 +24,6 @@ steps. The context and the keys/values every decoder layer attends to are comput
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from humanego_core.config import option
+from humanego_policy.integration import euler_integrate
 from humanego_policy.policies import (
     Attention,
     EncoderLayer,
@@ -73,16 +73,6 @@ PRESETS = {
     "gpu": {"image_size": [224, 224], "image_channels": 64, "dim": 384, "heads": 8, "encoder_layers": 6,
             "decoder_layers": 6, "ffn_dim": 1536},
 }
-
-
-def euler_integrate(velocity: Callable, x0, num_steps: int):
-    """``x`` from ``t = 0`` to ``t = 1``: ``x += dt * velocity(x, t)`` at ``t = k * dt``, ``dt = 1 / num_steps``.
-    Works on torch tensors and numpy arrays alike (the onnxruntime backend runs the same loop)."""
-    x = x0
-    dt = 1.0 / num_steps
-    for k in range(num_steps):
-        x = x + dt * velocity(x, k * dt)
-    return x
 
 
 class DecoderLayer(nn.Module):

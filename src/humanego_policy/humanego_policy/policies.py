@@ -26,8 +26,6 @@ import importlib
 import math
 from typing import Any, ClassVar
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +33,7 @@ from torch import nn
 from humanego_core.actions import ACTION_DIM
 from humanego_core.config import ConfigError, from_dict, to_dict
 from humanego_core.ict import TYPE_OBJECT_OTHER
+from humanego_policy.inputs import prepare_image as prepare_image  # re-exported: the dataset imports it from here
 
 NUM_TOKEN_TYPES = TYPE_OBJECT_OTHER + 1  # ICT type ids 0 PAD .. 4 OBJ_OTHER (DESIGN.md section 5)
 BATCH_KEYS = ("image", "tokens", "token_mask", "actions", "action_valid", "done")
@@ -195,19 +194,6 @@ def nonfinite_keys(batch: dict[str, torch.Tensor]) -> list[str]:
     """Batch entries holding NaN or inf (a batch with any must be skipped and counted, never trained on)."""
     return [k for k, v in batch.items()
             if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-
-
-def prepare_image(image_rgb: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """An RGB uint8 frame (h0, w0, 3) as the model's input: float32 (3, h, w) in [0, 1], area-resized.
-    The one conversion used by the training dataset and by the runtime, so they see the same pixels."""
-    image_rgb = np.asarray(image_rgb)
-    if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"image must be RGB uint8 (h, w, 3), got {image_rgb.dtype} {image_rgb.shape}")
-    h, w = image_size
-    if image_rgb.shape[:2] != (h, w):
-        shrinking = image_rgb.shape[0] >= h and image_rgb.shape[1] >= w
-        image_rgb = cv2.resize(image_rgb, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return np.ascontiguousarray(image_rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 
 # --- building blocks --------------------------------------------------------------------------------------

@@ -11,28 +11,25 @@ are decoded with the bundle's dataset stats (:func:`humanego_core.actions.decode
 the runtime's generator (``seed``) unless given, so the two backends can be compared on the same noise.
 
 The ``encoder_step`` layout runs the encoder graph once and the step graph ``integration_steps`` times in
-:func:`humanego_policy.flow_matching.euler_integrate`, the loop torch runs too.
+:func:`humanego_policy.integration.euler_integrate`, the loop torch runs too. torch is imported only by the
+torch backend: an onnxruntime deployment does not need it.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from humanego_core.actions import ACTION_DIM, decode_actions
-from humanego_policy.bundle import Bundle, BundleError
-from humanego_policy.checkpoint import CheckpointError, TokenLayout, load_checkpoint
-from humanego_policy.flow_matching import euler_integrate
-from humanego_policy.policies import prepare_image
+from humanego_policy.bundle import Bundle, BundleError, TokenLayout
+from humanego_policy.inputs import prepare_image
+from humanego_policy.integration import euler_integrate
 
 BACKENDS = ("auto", "onnxruntime", "torch")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +91,11 @@ class PolicyRuntime:
                                       f"but {self.bundle.path / 'bundle.json'} says {expected[arg.name]}")
 
     def _init_torch(self, threads: int) -> None:
+        import torch
+
+        from humanego_policy.checkpoint import CheckpointError, load_checkpoint
+
+        self.torch = torch
         if threads > 0:
             torch.set_num_threads(threads)
         try:
@@ -121,8 +123,8 @@ class PolicyRuntime:
         token_mask = np.ascontiguousarray(token_mask, dtype=bool)
         noise = np.ascontiguousarray(noise, dtype=np.float32)
         if self.backend == "torch":
-            with torch.inference_mode():
-                actions, done = self.policy.infer(*map(torch.from_numpy, (image, tokens, token_mask, noise)))
+            with self.torch.inference_mode():
+                actions, done = self.policy.infer(*map(self.torch.from_numpy, (image, tokens, token_mask, noise)))
             return actions.numpy(), done.numpy()
         if self.bundle.manifest.onnx.layout == "single":
             return tuple(self._run("policy", image=image, tokens=tokens, token_mask=token_mask, noise=noise))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from humanego_core.config import ConfigError
-from humanego_policy.flow_matching import FlowMatchingPolicy, euler_integrate
+from humanego_policy.flow_matching import FlowMatchingPolicy
+from humanego_policy.integration import euler_integrate
 from humanego_policy.policies import build_policy, nonfinite_keys, prepare_image
 
 TINY = {"horizon": 8, "image_size": [16, 16], "image_levels": 2, "image_channels": 8, "dim": 32, "heads": 2,

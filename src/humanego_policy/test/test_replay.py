@@ -1,0 +1,53 @@
+"""The replay policy's chunks: the recorded hand trajectory sampled at the action steps, interpolated across
+dropped frames, held at the end (done), with the last recorded grasp."""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from humanego_core import geometry
+from humanego_policy.replay import DemoReplay
+
+DT = 0.1
+
+
+def pose(t: float) -> np.ndarray:
+    """The test trajectory: 0.2 m/s along x from (0.3, 0, 0.2), turning about z at 0.5 rad/s."""
+    return geometry.make_transform(Rotation.from_rotvec([0, 0, 0.5 * t]).as_matrix(), [0.3 + 0.2 * t, 0.0, 0.2])
+
+
+def demo(times) -> DemoReplay:
+    times = np.asarray(times, dtype=np.float64)
+    return DemoReplay(times, np.stack([pose(t) for t in times]), (times >= 0.5).astype(float), times >= 0.8, DT)
+
+
+def test_chunk_samples_the_trajectory_at_the_action_steps():
+    replay = demo(np.arange(11) * DT)  # 0 .. 1 s
+    poses, grasp, done = replay.chunk(0.25, 4)
+    for k, T in enumerate(poses):
+        np.testing.assert_allclose(T, pose(0.25 + (k + 1) * DT), atol=1e-9)
+    # Grasp of the last frame at or before each step (0.35, 0.45: open; 0.55, 0.65: closed).
+    np.testing.assert_array_equal(grasp, [0, 0, 1, 1])
+    assert done == 0.0
+
+
+def test_dropped_frames_are_interpolated():
+    replay = demo([0.0, 0.1, 0.2, 0.6, 0.7])  # frames 0.3 .. 0.5 were dropped by preprocessing
+    poses, _, _ = replay.chunk(0.1, 4)
+    for k, T in enumerate(poses):  # straight line at constant speed and turn rate: interpolation is exact
+        np.testing.assert_allclose(T, pose(0.1 + (k + 1) * DT), atol=1e-9)
+
+
+def test_after_the_end_the_hand_holds_and_the_task_is_done():
+    replay = demo(np.arange(11) * DT)
+    poses, grasp, done = replay.chunk(0.9, 5)
+    np.testing.assert_allclose(poses[0], pose(1.0), atol=1e-9)
+    np.testing.assert_allclose(poses[1:], np.repeat(pose(1.0)[None], 4, axis=0), atol=1e-9)
+    assert done == 1.0 and np.all(grasp == 1)  # is_finished from 0.8 s
+    assert replay.chunk(5.0, 2)[2] == 1.0
+    assert replay.chunk(0.0, 2)[2] == 0.0
+
+
+def test_a_recording_without_preprocessed_frames_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="preprocess/all_data holds no training_data.json"):
+        DemoReplay.load(tmp_path)
