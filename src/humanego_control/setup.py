@@ -21,6 +21,9 @@ setup(
             "ik_retarget = humanego_control.ik_retarget_node:main",
             "trajectory_controller = humanego_control.trajectory_controller_node:main",
             "heartbeat = humanego_control.heartbeat_node:main",
+            "extrinsics_check = humanego_control.extrinsics_check_node:main",
+            "draw_extrinsics = humanego_control.extrinsics_check:main",
+            "hand_eye = humanego_control.hand_eye:main",
         ],
     },
 )

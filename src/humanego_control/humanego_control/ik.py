@@ -22,7 +22,10 @@ reachable pose nearest to them in the ``W`` norm, their ``fk`` is what the robot
 flagged (``reached`` False: position error above ``reach_position_m`` or rotation error above
 ``reach_rotation_deg``); the target itself is never passed on. A step that is not reached from its warm start
 is solved again from the chunk's start configuration and the middle of the joint ranges, and the solution
-nearest its target is kept.
+nearest its target is kept (not for targets outside the arm's reach sphere, which no seed reaches). The
+descent ends when no joint moves more than ``step_tolerance_rad`` or an iteration lowers C by less than
+``cost_tolerance`` of it: towards an unreachable target the stretched arm creeps, and more iterations would
+move the clamped pose by a fraction of a millimetre (0.3 mm in test_ik.py's out-of-reach case).
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class IKConfig:
                                  minimum=1e-3, maximum=3.2)
     step_tolerance_rad: float = option(1e-7, help="converged when no joint moves more than this in an iteration",
                                        minimum=0.0, maximum=1e-2)
+    cost_tolerance: float = option(1e-6, help="converged when an iteration lowers C by less than this fraction "
+                                   "(plus 1e-12 m^2): what ends the slow descent towards an unreachable target",
+                                   minimum=0.0, maximum=0.1)
     reach_position_m: float = option(0.005, help="a solution farther than this from its target position is "
                                      "flagged unreachable", minimum=1e-6, maximum=1.0)
     reach_rotation_deg: float = option(3.0, help="a solution rotated more than this from its target is flagged "
@@ -97,6 +103,7 @@ class InverseKinematics:
         w = self.config.rotation_weight_m
         self._w2 = np.array([1.0, 1.0, 1.0, w * w, w * w, w * w])
         self._middle = (kinematics.lower + kinematics.upper) / 2
+        self._reach_centre, self._reach_radius = kinematics.reach_sphere()
 
     def _cost(self, e: np.ndarray, q: np.ndarray, q_prev: np.ndarray) -> float:
         d = q - q_prev
@@ -144,8 +151,11 @@ class InverseKinematics:
             e_new = pose_error(T_target, T_new)
             cost_new = self._cost(e_new, q_new, q_prev)
             if cost_new < cost:
+                stalled = cost - cost_new < cfg.cost_tolerance * cost + 1e-12
                 q, T, J, e, cost = q_new, T_new, J_new, e_new, cost_new
                 mu = max(mu / 10.0, MU_MIN)
+                if stalled:
+                    break
             else:
                 if mu >= MU_MAX:
                     break
@@ -162,13 +172,16 @@ class InverseKinematics:
         """Joints reaching ``T_target`` (T_base_ee) from ``seed``, smooth to ``q_prev`` (default: the seed).
 
         When the target is not reached from ``seed``, each of ``extra_seeds`` is tried too and the solution
-        nearest the target (in the ``W`` norm) is kept."""
+        nearest the target (in the ``W`` norm) is kept — unless the target lies beyond the arm's reach sphere
+        (no seed can reach it)."""
         T_target = self._check_target(T_target)
         seed = self.kin.check_q(seed)
         q_prev = seed if q_prev is None else self.kin.check_q(q_prev)
         total = 0
         best = None
-        starts = [seed] + [s for s in extra_seeds if not np.array_equal(s, seed)]
+        distance = np.linalg.norm(T_target[:3, 3] - self._reach_centre)
+        beyond = distance > self._reach_radius + self.config.reach_position_m
+        starts = [seed] + ([] if beyond else [s for s in extra_seeds if not np.array_equal(s, seed)])
         for start in starts:
             q, T, e, iterations = self._descend(T_target, start, q_prev)
             total += iterations

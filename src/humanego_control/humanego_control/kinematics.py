@@ -119,6 +119,16 @@ class RobotKinematics:
         """Every link frame of the description (URDF links)."""
         return [f.name for f in self.model.frames if f.type == pin.FrameType.BODY]
 
+    def reach_sphere(self) -> tuple[np.ndarray, float]:
+        """(centre, radius) of a ball holding every reachable ee position: centred at the first arm joint,
+        whose origin is fixed in the base; the radius sums the distances between consecutive joint origins
+        and on to the ee, each constant whatever the joint positions."""
+        pin.forwardKinematics(self.model, self.data, self._neutral)
+        ee = pin.updateFramePlacement(self.model, self.data, self._ee_id).translation
+        origins = [self.data.oMi[j].translation.copy() for j in self._arm_joint_ids] + [ee.copy()]
+        radius = sum(float(np.linalg.norm(b - a)) for a, b in zip(origins[:-1], origins[1:], strict=True))
+        return origins[0], radius
+
     def chain_links(self) -> list[str]:
         """The URDF links from the base to the ee frame, in order (the arm's skeleton)."""
         links, i = [], self._ee_id

@@ -90,6 +90,14 @@ def test_jacobian_matches_finite_differences(kin):
         np.testing.assert_allclose(J, numeric, atol=1e-5)
 
 
+def test_the_reach_sphere_holds_every_ee_position(kin):
+    centre, radius = kin.reach_sphere()
+    rng = np.random.default_rng(4)
+    distances = [np.linalg.norm(kin.fk(q)[:3, 3] - centre) for q in rng.uniform(kin.lower, kin.upper, (500, kin.n))]
+    assert max(distances) <= radius
+    assert max(distances) > 0.8 * radius  # and is not loose
+
+
 def test_joint_vector_from_names_and_bad_input(kin):
     q = (kin.lower + kin.upper) / 2
     names = ["finger_joint1", *reversed(kin.arm_joint_names)]
