@@ -142,7 +142,7 @@ def test_cli_bad_arguments_start_nothing(tmp_path):
     out = humanego("launch", "robot", "camera:=webcam")
     assert out.returncode == 2 and "valid values of 'camera': sim, aria, realsense, recording" in out.stderr
     out = humanego("launch", "robot", f"bundle:={tmp_path}")
-    assert out.returncode == 2 and f"policy bundle file missing: {tmp_path / 'bundle.json'}" in out.stderr
+    assert out.returncode == 2 and f"policy bundle: {tmp_path / 'bundle.json'} does not exist" in out.stderr
     assert "started" not in out.stdout
     out = humanego("launch", "robot", "--show-args")
     assert out.returncode == 0 and "camera:=sim [sim|aria|realsense|recording]" in out.stdout
