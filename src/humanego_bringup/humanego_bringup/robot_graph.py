@@ -232,6 +232,9 @@ NODES: tuple[NodeSpec, ...] = (
              parameters=lambda a: {"recording": str(a.camera_input)}, when=lambda a: a.camera == "recording"),
     NodeSpec("humanego_perception", "clean_view", "clean_view", "clean_view.yaml",
              parameters=lambda a: {"robot": a.robot}),
+    # The calibration check of a real robot (the simulator's camera pose is exact): a view, not required.
+    NodeSpec("humanego_control", "extrinsics_check", "extrinsics_check", "extrinsics_check.yaml",
+             parameters=lambda a: {"robot": a.robot}, when=lambda a: not a.sim, required=False),
     NodeSpec("humanego_perception", "state_estimator", "state_estimator", "state_estimator.yaml",
              parameters=lambda a: {"robot": a.robot, "task": a.task, "bundle": str(bundle_dir(a))},
              when=lambda a: a.policy != "replay"),

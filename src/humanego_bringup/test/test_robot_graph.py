@@ -94,7 +94,8 @@ def test_nodes_selected_by_arguments():
     pipeline = ["clean_view", "state_estimator", "policy", "ik_retarget", "trajectory_controller"]
     assert names() == ["sim_robot", *pipeline, "heartbeat"]
     assert names(heartbeat="false") == ["sim_robot", *pipeline]
-    assert names(sim="false", camera="realsense") == ["camera_extrinsics", "realsense_source", *pipeline, "heartbeat"]
+    real = ["camera_extrinsics", "realsense_source", "clean_view", "extrinsics_check", *pipeline[1:], "heartbeat"]
+    assert names(sim="false", camera="realsense") == real
     assert names(sim="false", camera="aria")[1] == "aria_live"
     assert names(sim="false", camera="aria", camera_input="r.vrs")[1] == "aria_source"
     assert names(sim="false", camera="recording", camera_input="rec")[1] == "recording_source"
