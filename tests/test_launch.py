@@ -15,21 +15,23 @@ import torch
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
+from trajectory_msgs.msg import JointTrajectory
 
 from humanego_bringup.launcher import RobotGraph
 from humanego_bringup.robot_graph import PreflightError, launch_args, node_pattern_matches, parameter_value, plan
 from humanego_control.hand_eye import save_camera_extrinsics
 from humanego_core.actions import NormStats
 from humanego_core.ict import MAX_TOKENS, token_dim
-from humanego_interfaces.msg import InteractionTokens
+from humanego_interfaces.msg import ActionChunk, InteractionTokens
 from humanego_policy.checkpoint import TokenLayout, save_checkpoint
 from humanego_policy.policies import build_policy
 from humanego_ros import qos
 from humanego_ros.conversions import transform_to_matrix
 from humanego_training.export import export_bundle
 
-# The nodes of the default graph (sim:=true camera:=sim policy:=flow) whose executables exist so far.
-LANDED = ["sim_robot", "clean_view", "state_estimator", "ik_retarget", "trajectory_controller", "heartbeat"]
+# The nodes of the default graph (sim:=true camera:=sim policy:=flow).
+DEFAULT_GRAPH = ["sim_robot", "clean_view", "state_estimator", "policy", "ik_retarget", "trajectory_controller",
+                 "heartbeat"]
 # A flow-matching policy small enough to export in seconds (random weights: the graph test checks wiring, not skill).
 TINY_FLOW = {"image_size": [32, 32], "image_channels": 8, "dim": 32, "heads": 2, "encoder_layers": 1,
              "decoder_layers": 1, "ffn_dim": 64, "num_steps": 2}
@@ -76,21 +78,30 @@ def node_names(probe_node) -> set[str]:
 def test_graph_starts_every_node_and_stops_them(probe, tiny_bundle):
     ns = f"launch_{os.getpid()}"
     output = Output()
-    graph = RobotGraph({"namespace": ns, "bundle": str(tiny_bundle)}, only=LANDED, output=output)
+    graph = RobotGraph({"namespace": ns, "bundle": str(tiny_bundle)}, output=output)
+    assert [n.name for n in graph.plan.nodes] == DEFAULT_GRAPH
     p = probe("launch_probe", {"clean": (Image, f"/{ns}/camera/image_clean", qos.SENSOR),
                                "ict": (InteractionTokens, f"/{ns}/ict", qos.COMMAND),
+                               "chunk": (ActionChunk, f"/{ns}/action_chunk", qos.COMMAND),
+                               "joint_chunk": (JointTrajectory, f"/{ns}/joint_chunk", qos.COMMAND),
+                               "command": (JointTrajectory, f"/{ns}/joint_trajectory", qos.COMMAND),
                                "beat": (Header, f"/{ns}/heartbeat", qos.COMMAND)})
     try:
         graph.start()
-        expected = {f"/{ns}/{name}" for name in LANDED}
+        expected = {f"/{ns}/{name}" for name in DEFAULT_GRAPH}
         p.wait(lambda: expected <= node_names(p.node) or graph.poll() is not None, "every node in the ROS graph")
         assert graph.poll() is None, output.text()
-        # The nodes work together: clean_view masks the sim's camera (sim time, TF, joint states all wired), and the
-        # heartbeat carries the source set in config/heartbeat.yaml (the parameter file applies in the namespace).
-        p.wait(lambda: p.got["clean"] and p.got["ict"] and p.got["beat"], "a clean image, tokens and a heartbeat")
+        # The nodes work together, each stage's output reaching the next (sim time, TF, parameters all wired):
+        # camera -> clean view -> tokens -> chunk -> joint chunk -> commands to the sim; the heartbeat carries the
+        # source set in config/heartbeat.yaml (the parameter file applies in the namespace).
+        stages = ("clean", "ict", "chunk", "joint_chunk", "command", "beat")
+        p.wait(lambda: all(p.got[key] for key in stages) or graph.poll() is not None, f"messages on {stages}")
+        assert graph.poll() is None, output.text()
         assert p.got["ict"][0].token_dim == token_dim(dual_hand=False)
+        assert p.got["chunk"][0].policy_id == "tiny_flow" and p.got["chunk"][0].header.frame_id == \
+            p.got["ict"][0].header.frame_id
         assert p.got["beat"][0].frame_id == "launch"
-        assert {f"[{name}]" for name in LANDED} <= {line.split(" ")[0] for line in output.lines}
+        assert {f"[{name}]" for name in DEFAULT_GRAPH} <= {line.split(" ")[0] for line in output.lines}
     finally:
         graph.stop()
     assert graph.exit_code == 0 and graph.failed is None

@@ -30,6 +30,7 @@ import yaml
 from humanego_bringup import rviz
 from humanego_core import ament_index
 from humanego_core.config import ConfigError
+from humanego_policy.bundle import Bundle, BundleError
 from humanego_sim.tasks import available_tasks
 
 BOOLEAN = ("true", "false")
@@ -63,8 +64,9 @@ def arguments() -> tuple[Argument, ...]:
         Argument("camera_input", "", "What the camera source plays: camera:=recording a recording folder (required); "
                  "camera:=realsense a .db3 recording (empty = the live camera); camera:=aria a .vrs (empty = the "
                  "live glasses)."),
-        Argument("policy", "flow", "Policy: the shipped flow-matching or ACT bundle, or replay of a recorded human "
-                 "demonstration (needs recording:=...).", ("flow", "act", "replay")),
+        Argument("policy", "flow", "Policy: a flow-matching, ACT or EgoMimic bundle (flow and act have a shipped "
+                 "default), or replay of a recorded human demonstration (needs recording:=...).",
+                 ("flow", "act", "egomimic", "replay")),
         Argument("bundle", "", "Policy bundle folder (bundle.json, dataset_stats.json, ONNX/weights); empty = the "
                  "shipped one of the policy (models/)."),
         Argument("recording", "", "policy:=replay: the preprocessed recording whose hand trajectory is replayed."),
@@ -76,9 +78,6 @@ def arguments() -> tuple[Argument, ...]:
         Argument("extrinsics", "", "sim:=false: camera calibration file; empty = config/camera_extrinsics.yaml."),
         Argument("rviz", "false", "Start RViz (config/rviz/robot.rviz) where rviz2 is installed.", BOOLEAN),
     )
-
-
-DEFAULT_BUNDLES = {"flow": "serve_bread_flow", "act": "serve_bread_act"}  # under the installed models/
 
 
 @dataclass(frozen=True)
@@ -169,6 +168,9 @@ def _check_combination(a: LaunchArgs) -> None:
         raise LaunchArgumentError(f"recording:=... is only used by policy:=replay (policy is {a.policy})")
     if a.policy == "replay" and a.bundle is not None:
         raise LaunchArgumentError("bundle:=... is not used by policy:=replay")
+    if a.policy != "replay" and a.bundle is None and a.policy not in default_bundles():
+        raise LaunchArgumentError(f"policy:={a.policy} has no shipped bundle; give bundle:=<folder written by "
+                                  f"'humanego run humanego_training export'>")
     if a.sim and a.extrinsics is not None:
         raise LaunchArgumentError("extrinsics:=... is for sim:=false (the simulator publishes its camera pose)")
 
@@ -202,11 +204,19 @@ class NodeSpec:
     required: bool = True
 
 
+def default_bundles() -> dict[str, str]:
+    """Policy type -> shipped bundle under models/: the policy node's own table (one source). Imported here:
+    the node module loads rclpy and OpenCV, which checking the arguments of a replay graph does not need."""
+    from humanego_policy.policy_node import DEFAULT_BUNDLES
+
+    return DEFAULT_BUNDLES
+
+
 def bundle_dir(a: LaunchArgs) -> Path:
     """The policy bundle the arguments select: bundle:=... or the shipped default of the policy."""
     if a.bundle is not None:
         return a.bundle
-    return ament_index.package_share(ament_index.RESOURCE_PACKAGE) / "models" / DEFAULT_BUNDLES[a.policy]
+    return ament_index.package_share(ament_index.RESOURCE_PACKAGE) / "models" / default_bundles()[a.policy]
 
 
 def _policy_parameters(a: LaunchArgs) -> dict[str, Any]:
@@ -372,9 +382,6 @@ def _check_policy_inputs(args: LaunchArgs, names: set[str]) -> None:
             raise PreflightError(f"policy:=replay: {frames} not found (recording:= must be a recording preprocessed "
                                  f"with 'humanego run humanego_training preprocess'); the arm is not started")
         return
-    # Imported here: the bundle reader pulls in torch, which only a graph with a learned policy needs.
-    from humanego_policy.bundle import Bundle, BundleError
-
     try:
         bundle = Bundle.load(bundle_dir(args))
     except (FileNotFoundError, BundleError) as exc:

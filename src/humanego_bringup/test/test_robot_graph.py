@@ -54,7 +54,7 @@ def test_unknown_argument_lists_the_valid_ones():
     ("robot", "kuka", "panda, ur5e"),
     ("sim", "yes", "true, false"),
     ("camera", "webcam", "sim, aria, realsense, recording"),
-    ("policy", "diffusion", "flow, act, replay"),
+    ("policy", "diffusion", "flow, act, egomimic, replay"),
     ("rviz", "1", "true, false"),
     ("task", "make_tea", "serve_bread"),
 ])
@@ -73,6 +73,7 @@ def test_bad_value_lists_the_valid_values(name, value, valid):
     ({"recording": "demo"}, "only used by policy:=replay"),
     ({"policy": "replay", "recording": "demo", "bundle": "b"}, "not used by policy:=replay"),
     ({"extrinsics": "e.yaml"}, "extrinsics:=... is for sim:=false"),
+    ({"policy": "egomimic"}, "policy:=egomimic has no shipped bundle; give bundle:="),
     ({"namespace": "robot-1"}, "not a ROS namespace"),
     ({"namespace": "1robot"}, "not a ROS namespace"),
 ])
@@ -192,9 +193,7 @@ def test_parameter_file_checks(tmp_path):
 def test_every_config_file_of_the_graph_applies_in_a_namespace():
     for spec in robot_graph.NODES:
         if spec.config is not None:
-            path = resource_path("config") / spec.config
-            if path.exists():  # the files of nodes still being written land with them
-                check_parameter_file(path, f"/some/ns/{spec.name}")
+            check_parameter_file(resource_path("config") / spec.config, f"/some/ns/{spec.name}")
 
 
 def test_rviz_config_resolves_topics_and_urdf():
