@@ -56,9 +56,9 @@ def percentiles_ms(seconds) -> tuple[float, float]:
 
 # ----- 1. per tick -----
 def per_tick(args) -> None:
-    from humanego_control.kinematics import RobotKinematics
     from humanego_control.trajectory import ExecutorConfig, TrajectoryExecutor
     from humanego_control.trajectory_controller_node import FrameOrigins
+    from humanego_core.kinematics import RobotKinematics
     from humanego_core.safety import JointLimits, SafetyFilter, WorkspaceBox
 
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})

@@ -31,8 +31,8 @@ import time
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_control.retarget import Retargeter
+from humanego_core.kinematics import RobotKinematics
 from humanego_perception.views import load_views_config
 
 DT = 1 / 30

@@ -20,11 +20,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry
 from humanego_core.actions import NormStats
 from humanego_core.camera_models import LINEAR, CameraModel
 from humanego_core.ict import ICTConfig
+from humanego_core.kinematics import RobotKinematics
 from humanego_perception.objects import ColourShapeDetector, prompts_from_task
 from humanego_perception.rgbd_objects import RgbdObjectEstimator, RgbdObjectsConfig, depth_in_metres
 from humanego_perception.robot_mask import RobotSelfMask

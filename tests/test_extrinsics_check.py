@@ -9,7 +9,7 @@ import pytest
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from humanego_control.extrinsics_check import ExtrinsicsOverlay
-from humanego_control.kinematics import RobotKinematics
+from humanego_core.kinematics import RobotKinematics
 from humanego_core.transform_tree import TransformLookupError
 from humanego_perception.views import load_views_config
 from humanego_ros import conversions as conv

@@ -16,7 +16,7 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from humanego_control.kinematics import RobotKinematics
+from humanego_core.kinematics import RobotKinematics
 from humanego_core.transform_tree import TransformLookupError
 from humanego_interfaces.msg import ActionChunk
 from humanego_perception.views import load_views_config

@@ -125,6 +125,7 @@ def test_the_node_publishes_the_chunk_of_the_bundle(processes, probe, bundle):
     report = peer.wait(lambda: latest_status(peer, "chunks_published"), "diagnostics with a chunk", node)
     assert float(report["inference_p99_ms"]) >= float(report["inference_p50_ms"]) > 0
     assert float(report["latency_p50_ms"]) >= float(report["inference_p50_ms"])
+    assert float(report["observation_age_p50_ms"]) > 0
     assert report["backend"].startswith("onnxruntime")
 
     # NaN tokens: rejected and counted, and their image never becomes an observation.

@@ -16,7 +16,7 @@ from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
 
 from humanego_bringup.recording import RECORDED_TOPICS, resolve_topics
-from humanego_control.kinematics import RobotKinematics
+from humanego_core.kinematics import RobotKinematics
 from humanego_ros import qos
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ from std_msgs.msg import Float64
 from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import ict
 from humanego_core.actions import NormStats
+from humanego_core.kinematics import RobotKinematics
 from humanego_interfaces.msg import InteractionTokens, TaskState
 from humanego_perception.views import load_views_config
 from humanego_ros import conversions as conv

@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from humanego_control.hand_eye import load_camera_extrinsics, load_camera_info_yaml, read_image_rgb
-from humanego_control.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core import geometry
 from humanego_core.camera_models import LINEAR, CameraModel
 from humanego_core.config import ConfigError, load_yaml
+from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_perception.gripper_overlay import GripperConfig, GripperOverlay
 from humanego_perception.views import load_views_config
 

@@ -25,7 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from humanego_control.extrinsics_check import ExtrinsicsOverlay
-from humanego_control.kinematics import ROBOTS, KinematicsError, RobotKinematics
+from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core.timeutil import seconds_to_ns
 from humanego_core.transform_tree import TransformLookupError
 from humanego_perception.robot_view import JointStateBuffer, StaleJointStateError

@@ -55,10 +55,10 @@ import yaml
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from humanego_control.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core import geometry
 from humanego_core.camera_models import CameraModel
 from humanego_core.config import ConfigError, load_config, load_yaml, option
+from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_ros import conversions as conv
 
 MIN_CORNERS = 6           # fewer ChArUco corners give unstable single-view poses

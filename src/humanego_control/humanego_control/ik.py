@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 import pinocchio as pin
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry
 from humanego_core.config import option
+from humanego_core.kinematics import RobotKinematics
 
 MU_MIN, MU_MAX = 1e-9, 1e3  # range of the Levenberg-Marquardt damping
 

@@ -43,8 +43,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from humanego_control.ik import IKConfig
-from humanego_control.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_control.retarget import RetargetedChunk, Retargeter, gripper_outline
+from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core.timeutil import NS_PER_S, seconds_to_ns
 from humanego_core.transform_tree import TransformLookupError
 from humanego_interfaces.msg import ActionChunk

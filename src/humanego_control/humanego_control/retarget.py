@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from humanego_control.ik import ChunkSolution, IKConfig, InverseKinematics
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry
+from humanego_core.kinematics import RobotKinematics
 
 
 @dataclass(frozen=True)

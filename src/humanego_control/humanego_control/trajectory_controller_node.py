@@ -4,7 +4,7 @@ Wires :class:`humanego_control.trajectory.TrajectoryExecutor` to ROS: joint chun
 control tick out, from its own timer thread at ``control_rate_hz`` (wall clock; the chunk timing follows ROS
 time, under ``use_sim_time`` a smoothed estimate of the simulator's stepped ``/clock``). Limits: joint
 positions (narrowed by ``position_margin_rad``) and velocities (times ``velocity_scale``) from the URDF via
-:class:`~humanego_control.kinematics.RobotKinematics`, accelerations, step and workspace box from parameters.
+:class:`~humanego_core.kinematics.RobotKinematics`, accelerations, step and workspace box from parameters.
 
 Subscribes  joint_chunk (trajectory_msgs/JointTrajectory, reliable): from ik_retarget, arm joints + gripper joint
             joint_states (sensor_msgs/JointState; best effort depth 10, so reliable publishers match too)
@@ -45,8 +45,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from humanego_control.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_control.trajectory import MODES, ChunkRejected, ClockFollower, ExecutorConfig, TrajectoryExecutor
+from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core.safety import JointLimits, SafetyFilter, WorkspaceBox
 from humanego_core.timeutil import NS_PER_S
 from humanego_ros import conversions as conv

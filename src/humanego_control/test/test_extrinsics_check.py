@@ -10,9 +10,9 @@ import yaml
 
 from humanego_control.extrinsics_check import ExtrinsicsOverlay, OverlayStyle, main
 from humanego_control.hand_eye import save_camera_extrinsics
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry
 from humanego_core.camera_models import LINEAR, CameraModel
+from humanego_core.kinematics import RobotKinematics
 from humanego_perception.views import load_views_config
 from humanego_sim.robot_sim import EGO_CAMERA, RobotSim
 from humanego_sim.tasks import load_task

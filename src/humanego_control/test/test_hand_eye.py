@@ -20,10 +20,10 @@ from humanego_control.hand_eye import (
     solve_ax_xb,
 )
 from humanego_control.ik import InverseKinematics
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry
 from humanego_core.camera_models import LINEAR, CameraModel
 from humanego_core.config import ConfigError
+from humanego_core.kinematics import RobotKinematics
 
 WIDTH, HEIGHT, FOCAL = 640, 480, 600.0
 BOARD = BoardConfig(squares_x=5, squares_y=7, square_m=0.04, marker_m=0.03, dictionary="DICT_5X5_100")

@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from humanego_control.ik import IKConfig, InverseKinematics
-from humanego_control.kinematics import RobotKinematics
+from humanego_core.kinematics import RobotKinematics
 
 L1, L2, L3 = 0.4, 0.3, 0.1
 

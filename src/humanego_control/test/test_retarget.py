@@ -4,8 +4,8 @@ finger joint, joint speeds; the gripper outline drawn for RViz."""
 import numpy as np
 import pytest
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_control.retarget import Retargeter, gripper_outline
+from humanego_core.kinematics import RobotKinematics
 from humanego_perception.views import load_views_config
 
 

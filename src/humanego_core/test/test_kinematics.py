@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from humanego_control.kinematics import KinematicsError, RobotKinematics, robot_description
+from humanego_core.kinematics import KinematicsError, RobotKinematics, robot_description
 
 
 def urdf_chain_fk(path, q_by_name, frame):

@@ -4,7 +4,7 @@ The ICT of a robot observation come from the same :func:`humanego_core.ict.build
 data's, with the robot standing in for the human:
 
 - **The hand is the gripper.** ``T_base_hand = fk(q) @ T_ee_gripper``: the URDF forward kinematics of the arm
-  (:class:`humanego_control.kinematics.RobotKinematics`, pinocchio) to the ``ee`` frame, then the hand<->gripper
+  (:class:`humanego_core.kinematics.RobotKinematics`, pinocchio) to the ``ee`` frame, then the hand<->gripper
   alignment ``gripper.ee_to_gripper`` of ``config/views.yaml`` (HumanEgo's T_align, the one the virtual
   gripper of ``clean_view`` is drawn with), which maps the ee frame onto the human hand frame (origin between
   the fingertips, x closing axis, y approach).
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry
 from humanego_core.actions import NormStats
 from humanego_core.ict import HandState, ICTConfig, ObjectState, Tokens, build_tokens, reference_transform
+from humanego_core.kinematics import RobotKinematics
 from humanego_core.timeutil import NS_PER_S, nearest_index
 
 # Frame name prefix under which the estimated object poses are published in TF (the anchor's is the ICT's

@@ -47,8 +47,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from tf2_msgs.msg import TFMessage
 
-from humanego_control.kinematics import ROBOTS, RobotKinematics, robot_description
 from humanego_core.camera_models import LINEAR
+from humanego_core.kinematics import ROBOTS, RobotKinematics, robot_description
 from humanego_core.timeutil import seconds_to_ns
 from humanego_core.transform_tree import TransformLookupError
 from humanego_interfaces.msg import InteractionTokens, TaskState

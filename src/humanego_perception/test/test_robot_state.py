@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from humanego_control.kinematics import RobotKinematics
 from humanego_core import geometry, ict
 from humanego_core.actions import NormStats
 from humanego_core.camera_models import LINEAR, CameraModel
+from humanego_core.kinematics import RobotKinematics
 from humanego_perception.objects import ColourShapeDetector, prompts_from_task
 from humanego_perception.rgbd_objects import RgbdObjectEstimator, RgbdObjectsConfig, depth_in_metres
 from humanego_perception.robot_mask import RobotSelfMask

@@ -251,7 +251,7 @@ def bag_episode(bag: str | Path, robot: str | Path = "panda", namespace: str = "
     """A robot demo from a rosbag2 recorded on the robot (one bag = one demo).
 
     Frames: the images of ``image_topic`` thinned to ``fps`` (by stamp). State: the arm and gripper joints
-    of ``joint_topic`` (joint roles from the robot's URDF, :class:`humanego_control.kinematics.RobotKinematics`),
+    of ``joint_topic`` (joint roles from the robot's URDF, :class:`humanego_core.kinematics.RobotKinematics`),
     the ee position by forward kinematics of that URDF; camera <- base from ``/tf`` + ``/tf_static`` at
     each frame's stamp (frame ids from the image header and the URDF's root link). ``clean``: apply the
     clean_view processing to raw images (needs ``camera_info_topic``). Frames without a joint state within
@@ -260,7 +260,7 @@ def bag_episode(bag: str | Path, robot: str | Path = "panda", namespace: str = "
     """
     from rosbags.highlevel import AnyReader
 
-    from humanego_control.kinematics import RobotKinematics
+    from humanego_core.kinematics import RobotKinematics
 
     bag = Path(bag)
     if not bag.exists():
