@@ -47,6 +47,8 @@ def main() -> int:
     parser.add_argument("--skip-missing", action="store_true",
                         help="replay: run only the seeds that have a recording (instead of stopping)")
     parser.add_argument("--timeout", type=float, help="sim seconds per episode (default: the task's)")
+    parser.add_argument("--replay-speed", type=float, help="replay: playback speed of the human demonstration "
+                        "(default config/policy.yaml's replay_speed, 1 = as recorded)")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle on the same seeds")
     parser.add_argument("--out", type=Path, help="folder of graph.log (default build/bench/closed_loop/<date-time>)")
     parser.add_argument("--json", type=Path, help="write every figure and episode here")
@@ -65,7 +67,8 @@ def main() -> int:
     out = args.out or WORKSPACE / "build" / "bench" / "closed_loop" / time.strftime("%Y%m%d-%H%M%S")
     config = RunConfig(policy=args.policy, seeds=seeds, bundle=args.bundle,
                        recordings=args.recordings if args.policy == "replay" else None,
-                       timeout_s=args.timeout or load_task("serve_bread").episode_seconds, out_dir=out)
+                       timeout_s=args.timeout or load_task("serve_bread").episode_seconds, out_dir=out,
+                       policy_parameters={"replay_speed": args.replay_speed} if args.replay_speed else {})
     load_before = os.getloadavg()
     started = time.monotonic()
     bar = tqdm(total=len(seeds), unit="episode", desc=f"{args.policy} closed loop", file=sys.stderr)

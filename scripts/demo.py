@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="replay: folder of preprocessed recordings, one per seed (default build/data/serve_bread;"
                              " missing ones are made with scripts/make_training_data.sh)")
     parser.add_argument("--timeout", type=float, help="sim seconds per episode (default: the task's episode_seconds)")
+    parser.add_argument("--replay-speed", type=float, help="replay: playback speed of the human demonstration "
+                        "(default config/policy.yaml's replay_speed, 1 = as recorded)")
     parser.add_argument("--out", type=Path, help="output folder (default build/demo/<date-time>)")
     parser.add_argument("--no-video", action="store_true", help="do not write camera.mp4")
     parser.add_argument("--no-bag", action="store_true", help="do not record a bag")
@@ -56,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--seed must be >= 0")
     if args.timeout is not None and not args.timeout > 0:
         parser.error("--timeout must be positive")
+    if args.replay_speed is not None and not args.replay_speed > 0:
+        parser.error("--replay-speed must be positive")
     return args
 
 
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
     config = RunConfig(policy=policy, seeds=seeds, bundle=bundle,
                        recordings=args.recordings.resolve() if policy == "replay" else None, timeout_s=timeout,
                        namespace=args.namespace, out_dir=out, bag=not args.no_bag, bag_images=args.bag_images,
-                       video=not args.no_video)
+                       video=not args.no_video,
+                       policy_parameters={"replay_speed": args.replay_speed} if args.replay_speed else {})
     print(f"HumanEgo demo: {policy} policy{f' ({bundle})' if bundle else ''}, {len(seeds)} serve_bread episode"
           f"{'s' if len(seeds) > 1 else ''} (seeds {seeds[0]}..{seeds[-1]}, {timeout:.0f} s sim each) on the simulated "
           f"Panda; output in {out}  [{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}]", flush=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,6 +95,17 @@ class SimClockMap:
         """Sim seconds per wall second between two sim times (NaN when not covered by samples)."""
         w0, w1 = self.wall_of([start_ns, end_ns])
         return float((end_ns - start_ns) * 1e-9 / (w1 - w0)) if w1 > w0 else math.nan
+
+
+def header_stamp_ns(serialized: bytes) -> int:
+    """``header.stamp`` (ns) of a serialized message whose first field is a std_msgs/Header, read straight from
+    its CDR bytes (4 bytes encapsulation, then int32 sec and uint32 nanosec), so that a probe timing large
+    messages (images) does not pay for deserializing them."""
+    if len(serialized) < 12 or serialized[0] != 0 or serialized[1] not in (0, 1):
+        raise ValueError(f"not a CDR-serialized message ({len(serialized)} bytes, encapsulation "
+                         f"{bytes(serialized[:2]).hex()})")
+    sec, nanosec = struct.unpack_from("<iI" if serialized[1] == 1 else ">iI", serialized, 4)
+    return sec * 1_000_000_000 + nanosec
 
 
 class StageTimes:
