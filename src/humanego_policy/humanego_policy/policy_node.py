@@ -8,7 +8,9 @@ Subscribes  camera/image_clean (rgb8 or bgr8, sensor data QoS): the view the pol
             ict (InteractionTokens): the tokens of the same camera frame (same header.stamp)
 Publishes   action_chunk (ActionChunk): poses decoded into the ict message's reference frame (header.frame_id =
             the ict frame_id), header.stamp = the observation's stamp, dt, grasp, done_prob, policy_id
-            /diagnostics: chunks published, drops and rejections by reason, inference and end-to-end latency
+            /diagnostics: chunks published, drops and rejections by reason; p50/p99 of inference time
+            (inference_*_ms), pairing to publication (latency_*_ms) and observation stamp to publication on the
+            node clock (observation_age_*_ms: the camera-to-chunk latency when clocks agree)
 
 An image and a token message with stamps within ``pair_tolerance_s`` form one observation; unpaired inputs
 older than a formed pair are dropped (``unpaired``). Inference runs in its own thread on the latest
@@ -111,6 +113,7 @@ class PolicyNode(Node):
         self.rejected: Counter = Counter()
         self.inference_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.end_to_end_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.age_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._stats_lock = threading.Lock()
         self._logged: dict[str, float] = {}
         self.pub = self.create_publisher(ActionChunk, "action_chunk", qos.COMMAND)
@@ -253,6 +256,7 @@ class PolicyNode(Node):
             self.published += 1
             self.inference_ms.append(inference_ms)
             self.end_to_end_ms.append((time.monotonic() - obs.paired_at) * 1e3)
+            self.age_ms.append((self.get_clock().now().nanoseconds - obs.stamp_ns) * 1e-6)
         self._report(OK, "publishing chunks")
 
     # ----- replay mode -----
@@ -317,7 +321,8 @@ class PolicyNode(Node):
             values = {"chunks_published": self.published, "observations_dropped": sum(self.dropped.values())}
             values.update({f"dropped_{reason}": n for reason, n in sorted(self.dropped.items())})
             values.update({f"rejected_{what}": n for what, n in sorted(self.rejected.items())})
-            for name, window in (("inference", self.inference_ms), ("latency", self.end_to_end_ms)):
+            for name, window in (("inference", self.inference_ms), ("latency", self.end_to_end_ms),
+                                 ("observation_age", self.age_ms)):
                 if window:
                     p50, p99 = np.percentile(np.asarray(window), [50, 99])
                     values.update({f"{name}_p50_ms": f"{p50:.2f}", f"{name}_p99_ms": f"{p99:.2f}"})
