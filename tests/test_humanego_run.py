@@ -61,7 +61,7 @@ def test_unknown_package_and_executable():
     out = humanego("run", "no_such_pkg", "x")
     assert out.returncode == 1 and "package 'no_such_pkg' not found" in out.stderr
     out = humanego("run", "humanego_control", "nope")
-    assert out.returncode == 1 and "available: heartbeat" in out.stderr
+    assert out.returncode == 1 and "available: heartbeat, " in out.stderr
 
 
 def test_prefix_and_arguments_pass_through():
@@ -73,5 +73,5 @@ def test_prefix_and_arguments_pass_through():
 
 def test_pkg_listing():
     out = humanego("pkg", "executables", "humanego_control")
-    assert out.stdout.split("\n")[0] == "humanego_control heartbeat"
+    assert "humanego_control heartbeat" in out.stdout.split("\n")
     assert "humanego_interfaces" in humanego("pkg", "list").stdout.split()

@@ -21,6 +21,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
 
     A node that cannot start because of its configuration (ParameterError, ValueError,
     FileNotFoundError, StartupError) prints one line naming the problem and exits with 2, not a traceback.
+    Errors raised by rclpy while a signal is shutting the context down count as a clean exit.
     """
     rclpy.init(args=args)
     node = None
@@ -34,6 +35,11 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
             print(f"[ERROR] cannot start: {exc}", file=sys.stderr)
             return 2
         raise
+    except Exception:
+        # A signal shuts the context down while spin is inside rclpy; what that raises (RCLError "wait set
+        # context not valid", pybind11 conversion errors) is the shutdown itself, not a failure of the node.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
