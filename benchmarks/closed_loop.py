@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from humanego_bringup import episodes
-from humanego_bringup.episode_runner import ClosedLoopRunner, RunConfig, format_report
+from humanego_bringup.episode_runner import ClosedLoopRunner, RunConfig, format_report, node_parameters
 from humanego_sim.tasks import load_task
 
 WORKSPACE = Path(__file__).resolve().parents[1]
@@ -47,8 +47,10 @@ def main() -> int:
     parser.add_argument("--skip-missing", action="store_true",
                         help="replay: run only the seeds that have a recording (instead of stopping)")
     parser.add_argument("--timeout", type=float, help="sim seconds per episode (default: the task's)")
-    parser.add_argument("--replay-speed", type=float, help="replay: playback speed of the human demonstration "
-                        "(default config/policy.yaml's replay_speed, 1 = as recorded)")
+    parser.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                        help="a node parameter over config/<node>.yaml (repeatable), e.g. policy.replay_speed=0.5 "
+                             "(replay the demonstration at half speed) or sim_robot.real_time_factor=0.5 (the "
+                             "simulation at half real time, for machines too busy to keep up)")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle on the same seeds")
     parser.add_argument("--out", type=Path, help="folder of graph.log (default build/bench/closed_loop/<date-time>)")
     parser.add_argument("--json", type=Path, help="write every figure and episode here")
@@ -68,7 +70,7 @@ def main() -> int:
     config = RunConfig(policy=args.policy, seeds=seeds, bundle=args.bundle,
                        recordings=args.recordings if args.policy == "replay" else None,
                        timeout_s=args.timeout or load_task("serve_bread").episode_seconds, out_dir=out,
-                       policy_parameters={"replay_speed": args.replay_speed} if args.replay_speed else {})
+                       node_parameters=node_parameters(args.param))
     load_before = os.getloadavg()
     started = time.monotonic()
     bar = tqdm(total=len(seeds), unit="episode", desc=f"{args.policy} closed loop", file=sys.stderr)

@@ -43,8 +43,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="replay: folder of preprocessed recordings, one per seed (default build/data/serve_bread;"
                              " missing ones are made with scripts/make_training_data.sh)")
     parser.add_argument("--timeout", type=float, help="sim seconds per episode (default: the task's episode_seconds)")
-    parser.add_argument("--replay-speed", type=float, help="replay: playback speed of the human demonstration "
-                        "(default config/policy.yaml's replay_speed, 1 = as recorded)")
+    parser.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                        help="a node parameter over config/<node>.yaml (repeatable), e.g. policy.replay_speed=0.5 "
+                             "(replay the demonstration at half speed) or sim_robot.real_time_factor=0.5 (the "
+                             "simulation at half real time, for machines too busy to keep up)")
     parser.add_argument("--out", type=Path, help="output folder (default build/demo/<date-time>)")
     parser.add_argument("--no-video", action="store_true", help="do not write camera.mp4")
     parser.add_argument("--no-bag", action="store_true", help="do not record a bag")
@@ -58,8 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--seed must be >= 0")
     if args.timeout is not None and not args.timeout > 0:
         parser.error("--timeout must be positive")
-    if args.replay_speed is not None and not args.replay_speed > 0:
-        parser.error("--replay-speed must be positive")
     return args
 
 
@@ -116,21 +116,36 @@ def main(argv=None) -> int:
         sys.exit(f"{out} exists and is not empty; choose another --out")
     timeout = args.timeout or load_task("serve_bread").episode_seconds
 
-    from humanego_bringup.episode_runner import ClosedLoopRunner, GraphError, RunConfig, format_report
+    from humanego_bringup.episode_runner import (
+        ClosedLoopRunner,
+        GraphError,
+        RunConfig,
+        format_report,
+        node_parameters,
+    )
     from humanego_bringup.robot_graph import LaunchArgumentError, PreflightError
 
+    try:
+        parameters = node_parameters(args.param)
+    except ValueError as exc:
+        sys.exit(f"--param: {exc}")
     config = RunConfig(policy=policy, seeds=seeds, bundle=bundle,
                        recordings=args.recordings.resolve() if policy == "replay" else None, timeout_s=timeout,
                        namespace=args.namespace, out_dir=out, bag=not args.no_bag, bag_images=args.bag_images,
                        video=not args.no_video,
-                       policy_parameters={"replay_speed": args.replay_speed} if args.replay_speed else {})
+                       node_parameters=parameters)
     print(f"HumanEgo demo: {policy} policy{f' ({bundle})' if bundle else ''}, {len(seeds)} serve_bread episode"
           f"{'s' if len(seeds) > 1 else ''} (seeds {seeds[0]}..{seeds[-1]}, {timeout:.0f} s sim each) on the simulated "
           f"Panda; output in {out}  [{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}]", flush=True)
     started = time.monotonic()
     try:
-        result = ClosedLoopRunner(config, log=lambda line: print(line, flush=True)).run()
-    except (GraphError, LaunchArgumentError, PreflightError, FileNotFoundError) as exc:
+        runner = ClosedLoopRunner(config, log=lambda line: print(line, flush=True))
+    except (ValueError, FileNotFoundError, LaunchArgumentError) as exc:  # arguments, missing recordings
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = runner.run()
+    except (GraphError, PreflightError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     report = format_report(result)

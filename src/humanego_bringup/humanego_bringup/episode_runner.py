@@ -72,6 +72,10 @@ class GraphError(RuntimeError):
     """The graph did not come up, or a required node died."""
 
 
+class WaitTimeout(GraphError):
+    """What the runner waited for did not happen in time (the graph is still running)."""
+
+
 @dataclass
 class RunConfig:
     policy: str = "replay"                 # flow | act | replay
@@ -87,8 +91,9 @@ class RunConfig:
     bag_images: bool = False
     video: bool = False
     extra_args: dict[str, str] = field(default_factory=dict)  # more launch arguments (robot:=..., task:=...)
-    # Parameters of the policy node on top of config/policy.yaml, e.g. {"replay_speed": 0.5}
-    policy_parameters: dict[str, Any] = field(default_factory=dict)
+    # Node parameters over config/<node>.yaml and the launch arguments' values, per node name, e.g.
+    # {"policy": {"replay_speed": 0.5}, "sim_robot": {"real_time_factor": 0.5}}
+    node_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,7 +116,7 @@ class RunResult:
     def to_dict(self) -> dict:
         """Everything but the latency samples, JSON-ready."""
         c = self.config
-        return {"policy": c.policy, "policy_parameters": c.policy_parameters, "seeds": list(c.seeds),
+        return {"policy": c.policy, "node_parameters": c.node_parameters, "seeds": list(c.seeds),
                 "bundle": str(c.bundle or ""),
                 "recordings": str(c.recordings or ""), "timeout_s": c.timeout_s,
                 "episodes": [r.to_dict() for r in self.episodes], "success_rate": self.success_rate,
@@ -119,6 +124,19 @@ class RunResult:
                 "controller_latency_ms": [list(x) for x in self.controller_latency_ms],
                 "interventions": self.interventions, "other_counts": self.other_counts, "notes": self.notes,
                 "load_average": list(os.getloadavg()), "cpus": os.cpu_count()}
+
+
+def node_parameters(assignments: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["policy.replay_speed=0.5", "sim_robot.real_time_factor=0.5"]`` -> parameters per node (values read as
+    YAML, as ``-p name:=value`` does: write 3.0 for a float parameter)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        node, dot, name = key.partition(".")
+        if not sep or not dot or not node or not name:
+            raise ValueError(f"'{item}' is not NODE.NAME=VALUE (e.g. policy.replay_speed=0.5)")
+        out.setdefault(node, {})[name] = yaml.safe_load(value)
+    return out
 
 
 # --- the probe ---------------------------------------------------------------------------------------------------
@@ -147,12 +165,15 @@ class GraphProbe:
         self.node = rclpy.create_node("closed_loop_probe", context=self.context)
         sub = self.node.create_subscription
         sub(Clock, "/clock", self._on_clock, qos.CLOCK)
+        self.stage_subscriptions = {}
         for stage, (topic, _) in episodes.STAGES.items():
             msg_type, profile = {"camera": (Image, qos.SENSOR), "clean_view": (Image, qos.SENSOR),
                                  "ict": (InteractionTokens, qos.COMMAND), "chunk": (ActionChunk, qos.COMMAND),
                                  "joint_chunk": (JointTrajectory, qos.COMMAND)}[stage]
             # raw: only the stamp is read (images are deserialized for the video only, in the main thread)
-            sub(msg_type, self.topic(topic), lambda data, stage=stage: self._on_stage(stage, data), profile, raw=True)
+            self.stage_subscriptions[stage] = sub(msg_type, self.topic(topic),
+                                                  lambda data, stage=stage: self._on_stage(stage, data), profile,
+                                                  raw=True)
         sub(TaskState, self.topic("task_state"), self._on_task_state, qos.COMMAND)
         sub(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos.COMMAND)
         if video:
@@ -243,6 +264,11 @@ class GraphProbe:
         with self.lock:
             return {k: dict(v) for k, v in self.status.items()}
 
+    def unmatched(self, stages: Sequence[str]) -> list[str]:
+        """The topics of ``stages`` whose publishers this probe has not matched (yet)."""
+        return [self.stage_subscriptions[s].topic_name for s in stages
+                if self.stage_subscriptions[s].get_publisher_count() == 0]
+
     def estop(self, on: bool) -> None:
         self.estop_pub.publish(Bool(data=on))
 
@@ -321,6 +347,10 @@ class ClosedLoopRunner:
                     f"{max(missing) + 1} {c.recordings})")
         self.launch = self._launch_values(c.seeds[0] if c.seeds else 0)
         self.args = launch_args(self.launch)  # bad arguments fail here, before anything starts
+        names = [s.name for s in selected_specs(self.args)]
+        unknown = sorted(set(c.node_parameters) - set(names))
+        if unknown:
+            raise ValueError(f"parameters for {', '.join(unknown)}: no such node in this graph ({', '.join(names)})")
 
     def _launch_values(self, seed: int) -> dict[str, str]:
         c = self.config
@@ -392,12 +422,12 @@ class ClosedLoopRunner:
 
     # ----- start-up -----
     def _graph(self, args, nodes: Sequence[str], graph_log: TextIO) -> RobotGraph:
-        """The graph of ``nodes``, with ``policy_parameters`` set on the policy node."""
+        """The graph of ``nodes``, with ``node_parameters`` set."""
         graph = RobotGraph(args, only=nodes, output=graph_log)
-        if self.config.policy_parameters and "policy" in nodes:
-            graph.plan = replace(graph.plan, nodes=tuple(
-                replace(n, parameters={**n.parameters, **self.config.policy_parameters})
-                if n.name == "policy" else n for n in graph.plan.nodes))
+        extra = self.config.node_parameters
+        graph.plan = replace(graph.plan, nodes=tuple(
+            replace(n, parameters={**n.parameters, **extra[n.name]}) if n.name in extra else n
+            for n in graph.plan.nodes))
         return graph
 
     def _start_recorder(self, path: Path, graph_log: TextIO) -> subprocess.Popen:
@@ -433,7 +463,7 @@ class ClosedLoopRunner:
                     raise GraphError(f"the graph stopped while waiting for {what}: {g.message} "
                                      f"(its output is in graph.log)")
             if time.monotonic() > deadline:
-                raise GraphError(f"waited {timeout_s:.0f} s for {what} in vain")
+                raise WaitTimeout(f"waited {timeout_s:.0f} s for {what} in vain")
             if tick is not None:
                 tick()
             time.sleep(0.05)
@@ -444,12 +474,22 @@ class ClosedLoopRunner:
         steps = [("the simulator's /clock", lambda: len(probe.clock) > 1),
                  ("the reset service", lambda: probe.reset_client.service_is_ready()),
                  ("the trajectory controller on /diagnostics and estop",
-                  lambda: probe.controller_status() is not None and probe.estop_pub.get_subscription_count() > 0)]
+                  lambda: probe.controller_status() is not None and probe.estop_pub.get_subscription_count() > 0),
+                 # Without a match the latency of a stage would silently be missing.
+                 ("the probe to match the pipeline's publishers", lambda: not probe.unmatched(
+                     [s for s in episodes.STAGES if s in self._stages_before_policy()]))]
         for what, condition in steps:
             self._wait(condition, what, max(1.0, timeout - (time.monotonic() - t0)), [graph])
             self.log(f"  {what}: ready after {time.monotonic() - t0:.0f} s")
         self._wait(lambda: (probe.controller_status() or {}).get("message") == "holding: estop",
                    "the controller holding on e-stop", 30.0, [graph], tick=lambda: probe.estop(True))
+
+    def _stages_before_policy(self) -> list[str]:
+        """The pipeline stages published by the long-running graph (the replay policy comes per episode and runs
+        without a state estimator)."""
+        if self.config.policy == "replay":
+            return ["camera", "clean_view", "joint_chunk"]
+        return list(episodes.STAGES)
 
     # ----- one episode -----
     def _episode(self, index: int, seed: int, graph: RobotGraph, probe: GraphProbe, video: CameraVideo | None,
@@ -468,9 +508,7 @@ class ClosedLoopRunner:
         future = probe.reset_client.call_async(request)
         try:
             self._wait(future.done, f"the reset of seed {seed}", 30.0, [graph])
-        except GraphError as exc:
-            if graph.poll() is not None:
-                raise
+        except WaitTimeout as exc:
             return failed(str(exc))
         response = future.result()
         if not response.success:
@@ -489,9 +527,7 @@ class ClosedLoopRunner:
                            and self._task_state_after(probe, reset_ns, seed),
                            f"a chunk after the reset of seed {seed}", c.first_chunk_timeout_s, [graph, policy_graph])
                 break
-            except GraphError as exc:
-                if graph.poll() is not None:
-                    raise
+            except WaitTimeout as exc:
                 status = probe.statuses().get("policy", {})
                 reason = (f"{exc} (the policy node's last /diagnostics: {status.get('message', 'none')}, "
                           f"chunks_published {status.get('chunks_published', '?')})")

@@ -222,7 +222,7 @@ def success_rate(results: Sequence[EpisodeResult]) -> float:
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     rows = [[str(v) for v in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    widths = [max([len(str(h))] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines = [" | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)),
              "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
