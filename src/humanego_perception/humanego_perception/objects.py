@@ -6,8 +6,15 @@ HumanEgo's stages, on rectified (pinhole) frames with MPS SLAM camera poses:
    (the simulator's flat-coloured objects: colour distance in CIE Lab, growth, morphology, connected components
    scored by colour fit, size and shape, outline refined by GrabCut), :class:`OnnxDetector` (an
    instance-segmentation ONNX model), or :class:`GroundTruthMasks` (ablations only).
-2. **Shape fit** (:mod:`humanego_perception.shape_fit`): the prompt's shape (box; cylinder; 'any': its bounding
-   box), standing upright, fitted to the mask outlines of a static window's views.
+2. **Locating** the object in a static window, by ``pose_method``:
+
+   - ``shape_fit`` (default; :mod:`humanego_perception.shape_fit`): the prompt's shape (box; cylinder; 'any': its
+     bounding box), standing upright, fitted to the mask outlines of the window's views;
+   - ``keypoints`` (:mod:`humanego_perception.object_keypoints`, HumanEgo's pipeline): keypoints selected on the
+     mask, tracked in 2D (LK or CoTracker ONNX), triangulated with the SLAM poses, the object frame set from the
+     3D keypoints and, after a release, the keypoints rigidly fitted again.
+
+   Both use the same depth cues (below) and give the same object frame.
 3. **Pose** (:func:`estimate_object_states`), the rules:
 
    - A *static window* is a run of frames where the object cannot move: for a static object the whole clip;
@@ -17,24 +24,27 @@ HumanEgo's stages, on rectified (pinhole) frames with MPS SLAM camera poses:
    - The object frame is the simulator's and a robot's usual one: origin at the centre of the object's base,
      z = world up (MPS world is gravity aligned), x along a box's longer side (sign: non-negative world x),
      a cylinder's x = world x.
-   - Why silhouettes and not triangulated keypoints: the head moves 1-12 cm while an object is in view at
-     about 0.8 m, and the depth along the viewing ray is what such views measure worst. On six serve_bread
-     recordings (480x480) keypoint tracks triangulated with the SLAM poses had depths off by 15-140 mm
-     (median absolute per window), mask-centroid rays triangulated over a whole clip put the plate 4-190 mm
-     off, and flat-coloured objects only have silhouette corners, which slide along curved outlines. Mask
-     outlines are measured to about a pixel in every view, and two metric cues fix the depth:
+   - Why shape fits by default and not triangulated keypoints: the head moves 1-12 cm while an object is in
+     view at about 0.8 m, and the depth along the viewing ray is what such views measure worst. On six
+     serve_bread recordings (480x480) keypoint tracks triangulated with the SLAM poses had depths off by
+     15-140 mm (median absolute per window), mask-centroid rays triangulated over a whole clip put the plate
+     4-190 mm off, and flat-coloured objects only have silhouette corners, which slide along curved outlines.
+     Mask outlines are measured to about a pixel in every view, and two metric cues fix the depth (the
+     keypoints method scales its triangulated points along their rays with the same cues):
 
      * a dynamic object is fitted in the window before its first grasp with the hand's pinch point at grasp
        onset (between the fingertips: inside the object, 3-9 mm from the bread's centre) as a prior on its
        centre (``pinch_sigma_m``); a window that starts after a release, if none before gave a pose, with the
        pinch point at that release;
      * a static object stands on the support the first grasped object stood on before its grasp (the base
-       height of that fit); without one it is not located (reason ``no_support``).
+       height of that fit); without one the shape fit does not locate it (reason ``no_support``), the
+       keypoints method only where the triangulation alone is certain enough (``max_position_sigma_m``).
 
    - Objects are fitted in the order dynamic first (for the support height), the output keeps the prompts'.
    - While grasped, the object moves rigidly with the hand:
      ``T_world_obj(t) = T_world_hand(t) inv(T_world_hand(onset)) T_world_obj(onset - 1)``; after a release it
-     keeps the carried pose at release (on serve_bread within 1-2.5 mm of where it really comes to rest).
+     keeps the carried pose at release (on serve_bread within 1-2.5 mm of where it really comes to rest), or,
+     with the keypoints method, the pose of its keypoints' rigid fit where enough of them are still tracked.
 
    Validity per frame: a frame of a window with a known pose is valid whether or not its mask is empty (the
    object is known not to move); a grasped frame is valid where the hand is tracked (else reason
@@ -61,11 +71,18 @@ import numpy as np
 from humanego_core import geometry
 from humanego_core.camera_models import LINEAR, CameraModel
 from humanego_core.config import option
+from humanego_perception.object_keypoints import (
+    GreyFrames,
+    KeypointLocator,
+    KeypointModel,
+    KeypointPoseConfig,
+    make_tracker,
+    model_size,
+)
 from humanego_perception.onnx_model import OnnxModel, OnnxModelError, TensorSpec
 from humanego_perception.shape_fit import (
     BOX,
     CYLINDER,
-    ShapeFit,
     ShapeFitError,
     fit_shape,
     mask_outline,
@@ -356,6 +373,12 @@ class DetectorConfig:
 @dataclass
 class ObjectStateConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    pose_method: Literal["shape_fit", "keypoints"] = option(
+        "shape_fit", help="how an object is located in a static window: shape_fit (box/cylinder fitted to the mask "
+                          "outlines; the more accurate on flat-coloured objects) or keypoints (keypoints on the "
+                          "masks tracked in 2D, triangulated with the SLAM poses, 6-DoF pose from the 3D keypoints)")
+    keypoints: KeypointPoseConfig = option(default_factory=KeypointPoseConfig,
+                                           help="the keypoints pose method (pose_method: keypoints)")
     fit_views: int = option(8, help="views (frames) per shape fit, spread evenly over the frames usable in a "
                                      "static window", minimum=1)
     min_fit_views: int = option(3, help="a static window with fewer usable views gives no fit", minimum=1)
@@ -409,14 +432,17 @@ def estimate_object_states(frames: Sequence[np.ndarray], camera: CameraModel, T_
                            prompts: Sequence[ObjectPrompt], T_world_hand, hand_valid, grasp,
                            config: ObjectStateConfig | None = None,
                            progress: Callable[[str, int, int], None] | None = None,
-                           timings: dict[str, float] | None = None) -> dict[str, ObjectTrack]:
+                           timings: dict[str, float] | None = None, tracker=None) -> dict[str, ObjectTrack]:
     """Pose of every prompted object in every frame (see the module doc).
 
-    ``frames``: the rectified RGB frames (only their number is used: the masks carry what is seen);
-    ``camera``: their LINEAR camera model; ``T_world_camera`` (F, 4, 4) camera poses; ``masks``: per frame a
-    dict name -> bool mask (a missing name or an empty mask is no detection); ``T_world_hand`` (F, 4, 4),
-    ``hand_valid`` (F,) and ``grasp`` (F,) of the manipulating hand. ``progress(object_name, done, total)`` is
-    called per object; ``timings`` (if given) receives the seconds spent fitting (``fit_s``).
+    ``frames``: the rectified RGB frames, random access (the shape fit uses only their number: the masks carry
+    what is seen; the keypoints method tracks points through them); ``camera``: their LINEAR camera model;
+    ``T_world_camera`` (F, 4, 4) camera poses; ``masks``: per frame a dict name -> bool mask (a missing name or
+    an empty mask is no detection); ``T_world_hand`` (F, 4, 4), ``hand_valid`` (F,) and ``grasp`` (F,) of the
+    manipulating hand. ``progress(object_name, done, total)`` is called per object; ``timings`` (if given)
+    receives the seconds spent fitting shapes (``fit_s``) or tracking and triangulating keypoints
+    (``tracking_s``, ``triangulation_s``). ``tracker``: the keypoints method's 2D tracker (None: built from
+    ``config.keypoints.tracker``).
     """
     config = config or ObjectStateConfig()
     F = len(frames)
@@ -424,14 +450,22 @@ def estimate_object_states(frames: Sequence[np.ndarray], camera: CameraModel, T_
                                                                     hand_valid, grasp)
     K = camera.intrinsic_matrix()
     clock = timings if timings is not None else {}
-    clock.setdefault("fit_s", 0.0)
+    if config.pose_method == "keypoints":
+        tracker = tracker or make_tracker(config.keypoints.tracker)
+        clock.setdefault("tracking_s", 0.0)
+        clock.setdefault("triangulation_s", 0.0)
+        frames = GreyFrames(frames)  # every object's tracks read every frame
+    else:
+        clock.setdefault("fit_s", 0.0)
     # Grasped objects first: where one stood before its grasp is the support the static objects stand on.
     support_z = None
     tracks = {}
     for i, prompt in enumerate(sorted(prompts, key=lambda p: not p.dynamic)):
         object_masks = [_object_mask(masks[t], prompt.name, config.min_mask_area_px) for t in range(F)]
+        keypoints = KeypointLocator(config.keypoints, tracker, K, T_world_camera, frames, object_masks, clock) \
+            if config.pose_method == "keypoints" else None
         estimator = _ObjectEstimator(prompt, K, (camera.height, camera.width), T_world_camera, T_world_hand,
-                                     hand_valid, grasp, object_masks, config, clock)
+                                     hand_valid, grasp, object_masks, config, clock, keypoints)
         tracks[prompt.name], rest_z = estimator.run(support_z)
         support_z = support_z if support_z is not None else rest_z
         if progress is not None:
@@ -470,10 +504,12 @@ def _object_mask(frame_masks: dict, name: str, min_area: int) -> np.ndarray | No
 class _ObjectEstimator:
     """The estimation of one object (split in steps for readability; state is per object)."""
 
-    def __init__(self, prompt, K, image_size, T_world_camera, T_world_hand, hand_valid, grasp, masks, config, clock):
+    def __init__(self, prompt, K, image_size, T_world_camera, T_world_hand, hand_valid, grasp, masks, config, clock,
+                 keypoints: KeypointLocator | None):
         self.prompt, self.K, self.image_size, self.T_wc = prompt, K, image_size, T_world_camera
         self.T_wh, self.hand_valid, self.grasp = T_world_hand, hand_valid, grasp
         self.masks, self.config, self.clock = masks, config, clock
+        self.keypoints = keypoints  # the keypoints pose method's locator; None: shape fits
         self.shape = CYLINDER if prompt.shape == "cylinder" else BOX  # 'any': its bounding box
         self.F = len(masks)
 
@@ -487,17 +523,22 @@ class _ObjectEstimator:
             return self._track(T, valid, np.full(F, NO_MASK, dtype=object), None), None
         reason = np.full(F, NOT_FITTED, dtype=object)
         candidates = self._grasp_intervals() if self.prompt.dynamic else []
-        fit, rest_z = None, None
+        model, rest_z = None, None
         T_current = None  # pose where the object was left (after a grasp: the carried pose at release)
         before, start = None, 0
         while start < F:
             grasp = self._next_grasp(candidates, start, T_current)
             onset = grasp[0] if grasp else F
             if T_current is None:
-                fit = self._fit(start, onset, before, grasp, support_z, reason)
-                if fit is not None:
-                    T_current = fit.T_world_obj
+                model = self._fit(start, onset, before, grasp, support_z, reason) if self.keypoints is None \
+                    else self._keypoints_first(start, onset, before, grasp, support_z)
+                if model is not None:
+                    T_current = model.T_world_obj
                     rest_z = float(T_current[2, 3]) if grasp is not None and before is None else None
+            elif self.keypoints is not None:  # seen again after a release: the model fitted to its keypoints
+                a, b = self._static_range(start, onset, before, grasp)
+                refit = self.keypoints.refit(a, b, self._anchors(before, grasp), model.keypoints)
+                T_current = refit if refit is not None else T_current
             if T_current is not None:
                 T[start:onset] = T_current
                 valid[start:onset] = True
@@ -507,7 +548,7 @@ class _ObjectEstimator:
                 T_current = self._carry(T, valid, reason, grasp[0], grasp[1], T_current)
             before, start = grasp, grasp[1]
         reason[valid] = ""
-        return self._track(T, valid, reason, fit), rest_z
+        return self._track(T, valid, reason, model), rest_z
 
     # --- segmentation in time ---
     def _grasp_intervals(self) -> list[tuple[int, int]]:
@@ -547,16 +588,36 @@ class _ObjectEstimator:
         ray = self.T_wc[t, :3, :3] @ np.linalg.solve(self.K, [pixel[0], pixel[1], 1.0])
         return ray / np.linalg.norm(ray)
 
-    # --- shape fit in a static window ---
-    def _fit(self, start, stop, before, after, support_z, reason) -> ShapeFit | None:
+    # --- locating the object in a static window ---
+    def _static_range(self, start: int, stop: int, before, after) -> tuple[int, int]:
+        """The frames of the window [start, stop) that are measured: without the ``grasp_margin_frames`` next
+        to the grasps ``before`` and ``after`` (the hand closing or opening on the object)."""
+        margin = self.config.grasp_margin_frames
+        return start + (margin if before else 0), stop - (margin if after else 0)
+
+    def _anchors(self, before, after) -> list[np.ndarray]:
+        """Pinch points at the onset of the grasp ``after`` and the release of the grasp ``before``."""
+        n = self.config.pinch_frames
+        points = [self._pinch(after[0], after[0] + n) if after else None,
+                  self._pinch(before[1] - n, before[1]) if before else None]
+        return [p for p in points if p is not None]
+
+    def _keypoints_first(self, start, stop, before, after, support_z) -> _Model | None:
+        located = self.keypoints.first(*self._static_range(start, stop, before, after), self._anchors(before, after),
+                                       support_z)
+        if located is None:
+            return None
+        return _Model(located.T_world_obj, located.points_obj, located.rms_px,
+                      model_size(self.prompt.shape, located.points_obj), located)
+
+    def _fit(self, start, stop, before, after, support_z, reason) -> _Model | None:
         """Fit the shape to views of frames [start, stop) between the grasps ``before`` and ``after`` (either may
         be None). The depth cue: the pinch point at the onset of ``after``, else at the release of ``before``,
         else the support height; without any, or with a support the object's viewing ray does not descend to,
         the window is not fitted (reason ``no_support``). A fit that fails (degenerate outlines) leaves the
         window ``not_fitted``."""
         c = self.config
-        views, outlines = self._views(start + (c.grasp_margin_frames if before else 0),
-                                      stop - (c.grasp_margin_frames if after else 0))
+        views, outlines = self._views(*self._static_range(start, stop, before, after))
         if len(views) < c.min_fit_views:
             return None
         largest = max(views, key=lambda t: self.masks[t].sum())
@@ -574,13 +635,14 @@ class _ObjectEstimator:
         extent = math.sqrt(self.masks[largest].sum()) * float(np.linalg.norm(guess - origin)) / self.K[0, 0]
         started = time.perf_counter()
         try:
-            return fit_shape(self.shape, self.K, self.T_wc[views], outlines, guess, extent,
-                             centre_prior=None if pinch is None else (pinch, c.pinch_sigma_m),
-                             base_z=support_z if pinch is None else None, outline_scale_px=c.outline_scale_px)
+            fit = fit_shape(self.shape, self.K, self.T_wc[views], outlines, guess, extent,
+                            centre_prior=None if pinch is None else (pinch, c.pinch_sigma_m),
+                            base_z=support_z if pinch is None else None, outline_scale_px=c.outline_scale_px)
         except ShapeFitError:
             return None
         finally:
             self.clock["fit_s"] += time.perf_counter() - started
+        return _Model(fit.T_world_obj, model_points(fit.shape, fit.size, rim_points=8), fit.rms_px, fit.size)
 
     def _views(self, a: int, b: int) -> tuple[list[int], list[np.ndarray]]:
         """Up to ``fit_views`` frames of [a, b) and their outlines, evenly spread over those whose mask is not
@@ -613,9 +675,9 @@ class _ObjectEstimator:
         return self.T_wh[last] @ T_obj_in_hand
 
     # --- output ---
-    def _track(self, T, valid, reason, fit: ShapeFit | None) -> ObjectTrack:
+    def _track(self, T, valid, reason, model: _Model | None) -> ObjectTrack:
         F = self.F
-        points = model_points(fit.shape, fit.size, rim_points=8) if fit is not None else np.zeros((0, 3))
+        points = model.points_obj if model is not None else np.zeros((0, 3))
         N = len(points)
         uv = np.zeros((F, N, 2))
         seen = np.zeros((F, N), dtype=bool)
@@ -633,8 +695,19 @@ class _ObjectEstimator:
                 (uv[..., 1] >= 0) & (uv[..., 1] <= h - 1)
             uv = np.where(seen[..., None], uv, 0.0)
         return ObjectTrack(self.prompt.name, T, valid, reason.astype(str), self.prompt.dynamic, keypoints_world, uv,
-                           seen, fit.rms_px if fit is not None else math.inf,
-                           fit.size if fit is not None else np.zeros(0))
+                           seen, model.rms_px if model is not None else math.inf,
+                           model.size if model is not None else np.zeros(0))
+
+
+@dataclass
+class _Model:
+    """Where a static window located an object, and what is drawn of it."""
+
+    T_world_obj: np.ndarray  # (4, 4)
+    points_obj: np.ndarray  # (N, 3) the shape's corners / rim points, or the triangulated keypoints
+    rms_px: float  # outline distance of the shape fit, or reprojection error of the keypoints
+    size: np.ndarray  # see ObjectTrack.size
+    keypoints: KeypointModel | None = None  # the keypoints method's model (tracks and their points)
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

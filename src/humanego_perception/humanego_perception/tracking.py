@@ -173,7 +173,7 @@ class CoTrackerOnnx:
 
     def __init__(self, config: CoTrackerConfig):
         self.config = config
-        what = "CoTracker point tracker (config key tracker.cotracker.model_path)"
+        what = "CoTracker point tracker (config key objects.keypoints.tracker.cotracker.model_path)"
         self.model = OnnxModel(config.model_path,
                                [TensorSpec("video", (1, None, 3, None, None)), TensorSpec("queries", (1, None, 3))],
                                [TensorSpec("tracks", (1, None, None, 2)), TensorSpec("visibility", (1, None, None))],

@@ -7,9 +7,17 @@ resumes where it stopped and a changed setting recomputes only what depends on i
 2. ``phases``   manipulation-phase segmentation and trimming (:mod:`humanego_perception.phases`);
 3. ``frames``   the kept window's frames rectified to a pinhole camera (:class:`humanego_core.image_warp.Rectifier`);
 4. ``masks``    object masks from the configured detector (:mod:`humanego_perception.objects`);
-5. ``objects``  keypoints, 2D tracks, triangulation with the SLAM camera poses, object 6-DoF poses;
-6. ``write``    arm mask, inpainting, virtual gripper and keypoint overlays, one folder per kept frame
-   with ``training_data.json`` (:mod:`training_data`) and its images;
+5. ``objects``  object 6-DoF poses (:func:`humanego_perception.objects.estimate_object_states`): each object
+   located in its static windows, carried rigidly with the hand while grasped. ``objects.pose_method``
+   chooses how a static window locates it: ``shape_fit`` (default; a box/cylinder fitted to the mask
+   outlines with the SLAM camera poses, the pinch point at grasp onset or the support height fixing the
+   depth) or ``keypoints`` (:mod:`humanego_perception.object_keypoints`: keypoints selected on the masks,
+   tracked in 2D by OpenCV's LK or a CoTracker ONNX model, triangulated with the SLAM camera poses by DLT
+   and robust reprojection refinement, the object frame set from the 3D keypoints and refound after a
+   release by a rigid fit of them);
+6. ``write``    arm mask, inpainting, virtual gripper and object keypoint dots (the fitted shape's corners or
+   the triangulated keypoints), one folder per kept frame with ``training_data.json`` (:mod:`training_data`)
+   and its images;
 7. a report: ``preprocess/report.json`` (kept/dropped frames and why, figures), ``report.png`` (trajectories).
 
 A frame is kept when it lies in the manipulation window, its hand is valid, every object's pose is known
@@ -40,6 +48,7 @@ from humanego_core.image_warp import Rectifier
 from humanego_perception.arm_mask import HandInCamera
 from humanego_perception.gripper_overlay import GripperOverlay, draw_keypoints
 from humanego_perception.hand_state import HandStateConfig, HandStates, choose_side, estimate_hand_states
+from humanego_perception.object_keypoints import make_tracker
 from humanego_perception.objects import (
     ObjectStateConfig,
     ObjectTrack,
@@ -145,6 +154,9 @@ class Preprocessor:
             raise ConfigError("preprocess config", "anchor_object",
                               f"{self.anchor!r} is not an object of task {task.name} ({', '.join(task.objects)})")
         self.detector = make_detector(config.objects.detector)
+        # The keypoints pose method's tracker, built (and a CoTracker model file checked) before any recording.
+        self.tracker = make_tracker(config.objects.keypoints.tracker) if config.objects.pose_method == "keypoints" \
+            else None
         self.arm_masker = build_human_arm_masker(self.views)
         self.inpainter = build_inpainter(self.views)
         self.overlay = GripperOverlay(self.views.gripper)
@@ -277,7 +289,8 @@ class Preprocessor:
                   disable=not self.progress, leave=False) as bar:
             tracks = estimate_object_states(frames, camera, T_world_camera, masks, self.prompts,
                                             hands.T_world_hand[window], hands.valid[window], hands.grasp[window],
-                                            self.config.objects, progress=lambda *_: bar.update())
+                                            self.config.objects, progress=lambda *_: bar.update(),
+                                            tracker=self.tracker)
         cache.save("objects", key, {f"{name}/{f}": _storable(getattr(tracks[name], f))
                                     for name in names for f in _TRACK_FIELDS})
         return tracks
