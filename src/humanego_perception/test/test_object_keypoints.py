@@ -14,6 +14,7 @@ from humanego_perception.object_keypoints import (
     KeypointLocator,
     KeypointPoseConfig,
     KeypointSelectionConfig,
+    TrackerConfig,
     fuse_keypoints,
     keypoint_frame,
     make_tracker,
@@ -22,7 +23,11 @@ from humanego_perception.object_keypoints import (
     select_keypoints,
     upright,
 )
+from humanego_perception.onnx_model import OnnxModelError
 from humanego_perception.shape_fit import model_points, pose_from
+from humanego_perception.tracking import CoTrackerConfig, CoTrackerOnnx, LucasKanadeTracker
+
+from .test_tracking import cotracker_like_model
 
 
 def test_select_keypoints_on_a_flat_box_uses_its_silhouette():
@@ -196,3 +201,13 @@ def test_a_metric_cue_sets_the_keypoints_depth_along_their_rays(views):
     world = geometry.transform_points(held.T_world_obj, held.points_obj)
     ray = world.mean(axis=0) - centre
     assert (world.mean(axis=0) - centre) @ ray == pytest.approx((anchor - centre) @ ray)
+
+
+def test_the_tracker_backend_is_chosen_in_the_config_and_a_missing_model_is_named(tmp_path):
+    assert isinstance(make_tracker(TrackerConfig()), LucasKanadeTracker)
+    model = cotracker_like_model(tmp_path / "cotracker.onnx", T=4)
+    config = TrackerConfig(backend="cotracker_onnx", cotracker=CoTrackerConfig(model_path=str(model)))
+    assert isinstance(make_tracker(config), CoTrackerOnnx)
+    config.cotracker.model_path = str(tmp_path / "missing.onnx")
+    with pytest.raises(OnnxModelError, match=r"missing\.onnx.*does not exist.*objects\.keypoints\.tracker\.cotracker"):
+        make_tracker(config)
