@@ -5,7 +5,8 @@ The YAML (schema :class:`TrainingConfig`; ``--describe-config`` lists every key)
 ``policy`` (type and the policy's own settings, validated by its schema), ``data``
 (:class:`humanego_training.dataset.DataConfig`: recordings, held-out split, observation image, token layout,
 augmentation) and ``train`` (optimisation and bookkeeping). An unknown key anywhere is an error naming it and
-the file.
+the file. ``policy.type: egomimic`` trains on EgoMimic HDF5 files instead, with their own ``data`` section
+(:mod:`humanego_training.egomimic_train`, through the data hooks of :class:`Trainer`).
 
 What a run writes into ``train.out_dir``:
 
@@ -55,7 +56,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 
 from humanego_core.actions import NormStats
-from humanego_core.config import ConfigError, describe_schema, load_config, option, to_dict
+from humanego_core.config import ConfigError, describe_schema, load_config, load_yaml, option, to_dict
 from humanego_policy.checkpoint import LATEST, TokenLayout, load_checkpoint, save_checkpoint
 from humanego_policy.policies import Policy, build_policy, nonfinite_keys
 from humanego_training import training_data
@@ -124,8 +125,20 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or inf."""
 
 
+def trainer_class(path: str | Path) -> type[Trainer]:
+    """The trainer of a training YAML: EgoMimic's (HDF5 data, humanego_training.egomimic_train) for policy type
+    egomimic, otherwise :class:`Trainer` (preprocessed recordings)."""
+    raw = load_yaml(path)
+    policy = raw.get("policy") if isinstance(raw, dict) else None
+    if isinstance(policy, dict) and policy.get("type") == "egomimic":
+        from humanego_training.egomimic_train import EgoMimicTrainer
+
+        return EgoMimicTrainer
+    return Trainer
+
+
 def load_training_config(path: str | Path) -> TrainingConfig:
-    return load_config(path, TrainingConfig)
+    return load_config(path, trainer_class(path).config_schema)
 
 
 # ----- distributed ---------------------------------------------------------------------------------------------
@@ -241,6 +254,8 @@ def _comparable(config: dict) -> dict:
 
 
 class Trainer:
+    config_schema: type = TrainingConfig
+
     def __init__(self, config: TrainingConfig, source: str, out_dir: Path, restart: bool = False,
                  progress: bool = True):
         self.config, self.source, self.out = config, source, out_dir
@@ -250,17 +265,10 @@ class Trainer:
         if self.settings.threads and self.device.type == "cpu":
             torch.set_num_threads(self.settings.threads)
         seed_everything(self.settings.seed)
-        data = config.data
-        ict = data.ict.ict_config()
-        self.layout = TokenLayout.from_ict(ict)
-        self.policy = build_policy(config.policy.type, config.policy.config, ict.token_dim, ict.max_tokens,
-                                   source=f"{source}: policy.config").to(self.device)
+        self.build_policy(source)
+        self.policy.to(self.device)
         if self.dist.world > 1:
             torch.manual_seed(self.settings.seed + 7919 * self.dist.rank)  # other noise and dropout per process
-        recordings = expand_recordings(data.recordings)
-        self.train_recordings, self.held_out = split_recordings(recordings, data.held_out, data.held_out_fraction,
-                                                                data.split_seed)
-        self.resolved = resolved_config(config, self.policy, self.train_recordings, self.held_out)
         self.resume = None
         latest = out_dir / LATEST
         if latest.is_file() and not restart:
@@ -269,17 +277,7 @@ class Trainer:
             if _comparable(saved) != _comparable(self.resolved):
                 raise ConfigError(source, "", f"{out_dir} holds a run with another configuration (its config.json); "
                                               "pass --restart to start over or choose another train.out_dir / --out")
-        self.log(f"{len(self.train_recordings)} training and {len(self.held_out)} held-out recordings")
-        train_frames = [load_recording(r, data) for r in self.train_recordings]
-        held_frames = [load_recording(r, data) for r in self.held_out]
-        if self.resume is not None:
-            self.stats = NormStats.from_dict(self.resume.dataset_stats, f"{latest}: dataset_stats")
-        else:
-            self.stats = compute_dataset_stats(train_frames)
-        self.train_set = PolicyDataset(train_frames, data, self.stats, self.policy.horizon, self.policy.image_size,
-                                       progress=progress and self.dist.main)
-        self.eval_set = PolicyDataset(held_frames, data, self.stats, self.policy.horizon, self.policy.image_size,
-                                      progress=progress and self.dist.main) if held_frames else None
+        self.load_data(progress and self.dist.main)
         rejected = self.train_set.rejected + (self.eval_set.rejected if self.eval_set else Counter())
         self.log(f"{len(self.train_set)} training samples, {len(self.eval_set) if self.eval_set else 0} held-out"
                  + (f"; rejected frames: {dict(rejected)}" if rejected else ""))
@@ -299,6 +297,51 @@ class Trainer:
         self.step = self.epoch = 0
         if self.resume is not None:
             self._restore()
+
+    # --- data hooks: the preprocessed recordings of DataConfig; humanego_training.egomimic_train overrides them
+    # for the EgoMimic HDF5 data ---
+    model_keys = MODEL_KEYS          # the batch entries the policy's loss reads
+    curve_metrics = CURVE_METRICS    # (metric, scale, label) of eval_curve.png
+
+    def build_policy(self, source: str) -> None:
+        """Set ``policy``, ``layout`` (its token layout) and ``resolved`` (config.json: settings and split)."""
+        data, config = self.config.data, self.config
+        ict = data.ict.ict_config()
+        self.layout = TokenLayout.from_ict(ict)
+        self.policy = build_policy(config.policy.type, config.policy.config, ict.token_dim, ict.max_tokens,
+                                   source=f"{source}: policy.config")
+        recordings = expand_recordings(data.recordings)
+        self.train_recordings, self.held_out = split_recordings(recordings, data.held_out, data.held_out_fraction,
+                                                                data.split_seed)
+        self.resolved = resolved_config(config, self.policy, self.train_recordings, self.held_out)
+
+    def load_data(self, progress: bool) -> None:
+        """Set ``stats`` (from the checkpoint when resuming), ``train_set`` and ``eval_set`` (None: no held-out)."""
+        data = self.config.data
+        self.log(f"{len(self.train_recordings)} training and {len(self.held_out)} held-out recordings")
+        train_frames = [load_recording(r, data) for r in self.train_recordings]
+        held_frames = [load_recording(r, data) for r in self.held_out]
+        if self.resume is not None:
+            self.stats = NormStats.from_dict(self.resume.dataset_stats, f"{self.resume.path}: dataset_stats")
+        else:
+            self.stats = compute_dataset_stats(train_frames)
+        self.train_set = PolicyDataset(train_frames, data, self.stats, self.policy.horizon, self.policy.image_size,
+                                       progress=progress)
+        self.eval_set = PolicyDataset(held_frames, data, self.stats, self.policy.horizon, self.policy.image_size,
+                                      progress=progress) if held_frames else None
+
+    @property
+    def dt(self) -> float:
+        """Seconds between action steps."""
+        return 1.0 / self.config.data.action_rate_hz
+
+    def augment(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.config.data.augment.enabled:
+            batch["image"], batch["K"] = augment_batch(batch["image"], batch["K"], self.config.data.augment,
+                                                       self.generator)
+        return batch
+
+    format_metrics = staticmethod(format_metrics)
 
     def log(self, message: str) -> None:
         if self.dist.main:
@@ -344,8 +387,7 @@ class Trainer:
         training = {"step": self.step, "epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
                     "ema_updates": self.ema.updates if self.ema else 0, "augment_rng": self.generator.get_state(),
                     "torch_rng": torch.get_rng_state(), "history": dataclasses.asdict(self.history)}
-        save_checkpoint(self.out / LATEST, self.policy, self.layout, self.stats.to_dict(),
-                        dt=1.0 / self.config.data.action_rate_hz,
+        save_checkpoint(self.out / LATEST, self.policy, self.layout, self.stats.to_dict(), dt=self.dt,
                         ema_state_dict=self.ema.model.state_dict() if self.ema else None, training=training)
 
     def write_setup(self) -> None:
@@ -397,17 +439,14 @@ class Trainer:
         return final
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float | None:
-        bad = nonfinite_keys({k: batch[k] for k in MODEL_KEYS})
+        bad = nonfinite_keys({k: batch[k] for k in self.model_keys})
         if bad:
             self.history.skipped_batches += 1
             self.log(f"skipped a batch with NaN/inf in {', '.join(bad)} ({self.history.skipped_batches} so far)")
             return None
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.config.data.augment.enabled:
-            batch["image"], batch["K"] = augment_batch(batch["image"], batch["K"], self.config.data.augment,
-                                                       self.generator)
+        batch = self.augment({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
         self.policy.train()
-        loss, logs = self.model({k: batch[k] for k in MODEL_KEYS})
+        loss, logs = self.model({k: batch[k] for k in self.model_keys})
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"loss is {float(loss.detach())} at epoch {self.epoch + 1}, step {self.step} ({logs}); training "
@@ -443,7 +482,7 @@ class Trainer:
                                 s.metrics_k, {"epoch": self.epoch, "step": self.step, "weights": "ema" if self.ema
                                               else "raw"}, progress=False)
         self.history.evals.append({"epoch": self.epoch, "step": self.step, **result["metrics"]})
-        self.log(f"epoch {self.epoch}: {format_metrics(result['metrics'])}")
+        self.log(f"epoch {self.epoch}: {self.format_metrics(result['metrics'])}")
         return result
 
     def plot(self) -> None:
@@ -466,9 +505,9 @@ class Trainer:
             fig.savefig(self.out / "train_curve.png", dpi=100)
             plt.close(fig)
         if h.evals:
-            fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(14, 3.5))
+            fig, axes = plt.subplots(1, len(self.curve_metrics), figsize=(14, 3.5), squeeze=False)
             epochs = [e["epoch"] for e in h.evals]
-            for ax, (key, scale, label) in zip(axes, CURVE_METRICS, strict=True):
+            for ax, (key, scale, label) in zip(axes[0], self.curve_metrics, strict=True):
                 ax.plot(epochs, [e[key] * scale for e in h.evals], marker="o")
                 ax.set_xlabel("epoch")
                 ax.set_title(label)
@@ -512,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--epochs", "", f"must be >= 1, got {args.epochs}")
             config.train.epochs = args.epochs
         out = args.out or Path(config.train.out_dir)
-        trainer = Trainer(config, str(args.config), out, restart=args.restart, progress=not args.no_progress)
+        trainer = trainer_class(args.config)(config, str(args.config), out, restart=args.restart,
+                                             progress=not args.no_progress)
     except (ConfigError, FileNotFoundError, training_data.TrainingDataError, ValueError) as exc:
         print(f"[ERROR] {exc}", file=sys.stderr)
         return 2
@@ -525,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     if result is not None:
-        print(f"held-out: {format_metrics(result['metrics'])}")
+        print(f"held-out: {trainer.format_metrics(result['metrics'])}")
     if trainer.dist.main:
         print(f"-> {out}")
     return 0
