@@ -26,8 +26,8 @@ from humanego_perception.inpaint import LamaInpainter, OpenCVInpainter
 class InpaintConfig:
     backend: Literal["telea", "ns", "lama"] = option(
         "ns", help="ns / telea: OpenCV's Navier-Stokes / fast marching inpainting; lama: the LaMa ONNX model")
-    radius_px: int = option(5, help="neighbourhood OpenCV's inpainting reads around each filled pixel (px)",
-                            minimum=1, maximum=50)
+    radius_px: int = option(5, help="neighbourhood OpenCV's inpainting reads around each filled pixel (px of the "
+                            "image; scaled with it when scale < 1)", minimum=1, maximum=50)
     dilate_px: int = option(2, help="grow the mask by this much before filling, so that the arm's blended edge "
                             "goes too (px)", minimum=0, maximum=50)
     scale: float = option(1.0, help="OpenCV inpainting runs on the hole's neighbourhood shrunk by this factor "
