@@ -52,9 +52,9 @@ HumanEgo's stages, on rectified (pinhole) frames with MPS SLAM camera poses:
    ``no_support``), an object never detected ``no_mask``. Invalid poses are the identity, never NaN.
    Accuracy on those six recordings with the default detector (``benchmarks/object_state.py``): position
    median 2.3 mm, p90 8.4 mm over both objects and all frames (the keypoint pipeline before, against the
-   truth of its own surface points: 26 mm, 122 mm); bread yaw 1.3 deg median, 4.6 deg p90. The largest
-   errors (7-9 mm) come from a box seen along its length, whose outline measures only
-   length x sin(elevation) + height x cos(elevation).
+   truth of its own surface points: 26 mm, 122 mm; ``pose_method: keypoints`` now, against the body poses:
+   18.5 mm, 80 mm); bread yaw 1.3 deg median, 4.6 deg p90. The largest errors (7-9 mm) come from a box seen
+   along its length, whose outline measures only length x sin(elevation) + height x cos(elevation).
 """
 
 from __future__ import annotations

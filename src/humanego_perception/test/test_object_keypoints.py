@@ -176,6 +176,13 @@ def test_the_locator_finds_the_square_and_follows_it_by_a_rigid_fit(views):
                           - geometry.transform_points(true, model.T_world_obj[:3, 3])) < 0.005
     assert math.degrees(geometry.geodesic_angle(found[:3, :3], true[:3, :3])) < 1.5
 
+    # Tracks that slid off the object (here: half of them shifted by 20 px after the move) do not fit the model:
+    # refused, the carried pose stays.
+    locator.tracks[24:, model.track_index[::2]] += 20.0
+    assert locator.refit(24, FRAMES, [], model) is None
+    locator.config.max_refit_rms_m = 1.0  # they still triangulate: it is the residual that refuses them
+    assert locator.refit(24, FRAMES, [], model) is not None
+
     # Too few views: no pose.
     assert locator.first(0, 2, []) is None
 
