@@ -371,7 +371,7 @@ class ClosedLoopRunner:
         base_nodes = [n for n in names if n != "policy"] if c.policy == "replay" else names
         graph = policy_graph = recorder = video = probe = None
         results: list[episodes.EpisodeResult] = []
-        latencies, controller_latency = [], []
+        windows, latencies, controller_latency = [], [], []
         try:
             self.log(f"starting the robot graph: {', '.join(base_nodes)}"
                      + (" (the replay policy per episode)" if c.policy == "replay" else "")
@@ -390,8 +390,7 @@ class ClosedLoopRunner:
                 result, window, policy_graph = self._episode(i, seed, graph, probe, video, graph_log)
                 results.append(result)
                 if window is not None:
-                    with probe.lock:
-                        latencies.append(probe.stages.latencies_ms(probe.clock, *window))
+                    windows.append(window)
                 status = probe.controller_status() or {}
                 controller_latency.append(tuple(episodes.as_number(status.get(f"command_latency_{q}_ms"))
                                                 or math.nan for q in ("p50", "p99")))
@@ -407,6 +406,8 @@ class ClosedLoopRunner:
                 graph.stop()
             statuses = probe.statuses() if probe is not None else {}
             if probe is not None:
+                with probe.lock:  # now, so that messages of an episode that arrived after its end count too
+                    latencies = [probe.stages.latencies_ms(probe.clock, *w) for w in windows]
                 probe.close()
             if video is not None:
                 video.close()
@@ -643,7 +644,7 @@ def format_report(result: RunResult) -> str:
     if c:
         lines.append(f"control period jitter |period - control period|: p50 {c.get('period_jitter_p50_ms', 'n/a')} ms, "
                      f"p99 {c.get('period_jitter_p99_ms', 'n/a')} ms, longest period {c.get('period_max_ms', 'n/a')} "
-                     f"ms, overruns {c.get('overruns', 'n/a')} (last 2000 ticks)")
+                     f"ms (last 2000 ticks); {c.get('overruns', 'n/a')} ticks skipped since the start (overruns)")
     ik, policy = result.statuses.get("ik_retarget", {}), result.statuses.get("policy", {})
     if "solve_p50_ms" in ik:
         lines.append(f"ik_retarget solve time (its figure): p50 {ik['solve_p50_ms']} ms, "
