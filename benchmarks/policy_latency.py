@@ -1,10 +1,14 @@
 """Per-chunk inference latency of a policy bundle on CPU: onnxruntime (each ONNX layout) vs torch, p50/p99.
 
 One call = ``PolicyRuntime.predict`` on one observation (image resize, the model with its integration steps,
-decoding), batch 1, as the policy node runs it. Without ``--bundle``, a flow-matching policy of the given
-preset (random weights: latency does not depend on them) is exported into a temporary folder in every layout.
+decoding), batch 1, as the policy node runs it. Besides wall-clock percentiles it prints the process CPU time
+per call: on a machine busy with other work the wall clock measures the competition, while with
+``--threads 1`` the CPU time stays close to the wall-clock latency of an idle machine. Without ``--bundle``, a
+flow-matching policy of the given preset (random weights: latency does not depend on them) is exported into a
+temporary folder in every layout.
 
     python benchmarks/policy_latency.py                       # cpu preset, 10 Euler steps, 2 threads
+    python benchmarks/policy_latency.py --threads 1           # on a busy machine: read the CPU ms column
     python benchmarks/policy_latency.py --bundle models/serve_bread_flow --runs 500
 """
 
@@ -39,7 +43,8 @@ def make_bundles(preset: str, steps: int, workdir: Path) -> dict[str, Path]:
             for name in policy.ONNX_LAYOUTS}
 
 
-def measure(runtime: PolicyRuntime, runs: int, warmup: int, label: str) -> np.ndarray:
+def measure(runtime: PolicyRuntime, runs: int, warmup: int, label: str) -> tuple[np.ndarray, float]:
+    """Wall-clock ms per call, and the mean process CPU ms per call."""
     rng = np.random.default_rng(0)
     layout = runtime.bundle.token_layout
     image = rng.integers(0, 256, CAMERA_SIZE, dtype=np.uint8)
@@ -50,11 +55,12 @@ def measure(runtime: PolicyRuntime, runs: int, warmup: int, label: str) -> np.nd
     for _ in range(warmup):
         runtime.predict(image, tokens, mask)
     times = []
+    cpu_start = time.process_time()
     for _ in tqdm(range(runs), desc=label, unit="chunk", leave=False):
         start = time.perf_counter()
         runtime.predict(image, tokens, mask)
         times.append(time.perf_counter() - start)
-    return np.asarray(times) * 1e3
+    return np.asarray(times) * 1e3, (time.process_time() - cpu_start) / runs * 1e3
 
 
 def main() -> None:
@@ -79,11 +85,11 @@ def main() -> None:
         print(f"policy {m.policy_type}, {m.model_config.get('dim')}-wide, image {m.image_size}, horizon {m.horizon}, "
               f"{m.integration_steps} integration steps; {args.threads} threads, {args.runs} runs; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"{'backend':32s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
+        print(f"{'backend':32s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s} {'CPU ms':>8s}")
         for label, runtime in rows:
-            ms = measure(runtime, args.runs, args.warmup, label)
+            ms, cpu_ms = measure(runtime, args.runs, args.warmup, label)
             p50, p99 = np.percentile(ms, [50, 99])
-            print(f"{label:32s} {p50:8.2f} {p99:8.2f} {ms.mean():8.2f}")
+            print(f"{label:32s} {p50:8.2f} {p99:8.2f} {ms.mean():8.2f} {cpu_ms:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -70,6 +71,10 @@ def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layou
     assert np.abs(actions - ref["actions"].numpy()).max() <= 1e-4
     assert np.abs(done - ref["done_prob"].numpy()).max() <= 1e-4
     assert np.abs(actions).max() > 0.1  # not a degenerate output
+    # The context is computed once per inference in either layout: the image stem's convolutions appear once.
+    convolutions = sum(node.op_type == "Conv" for name in result.files if name.endswith(".onnx")
+                       for node in onnx.load(str(result.path / name)).graph.node)
+    assert convolutions == TINY["image_levels"]
 
 
 def test_bundle_manifest_records_the_layout_and_provenance(bundle, checkpoint):
@@ -79,7 +84,7 @@ def test_bundle_manifest_records_the_layout_and_provenance(bundle, checkpoint):
                                         "dual_hand": False, "hand_side": "right"}
     assert (manifest["horizon"], manifest["action_dim"], manifest["arm"]) == (8, 10, "right")
     assert manifest["dt"] == pytest.approx(1 / 30) and manifest["integration_steps"] == 5
-    assert manifest["onnx"]["files"] == {"encoder": "encoder.onnx", "step": "step.onnx"}
+    assert manifest["onnx"] == {"layout": "single", "opset": 17, "files": {"policy": "policy.onnx"}}
     assert manifest["source"] == {"checkpoint": str(checkpoint), "training_step": 7, "ema": True}
     assert NormStats.load(bundle / "dataset_stats.json").extra == {"frames": 12}
 
@@ -132,15 +137,15 @@ def test_graphs_or_weights_that_do_not_fit_the_manifest_are_refused(bundle, tmp_
     other = export_bundle(make_checkpoint(tmp_path / "dual.pt", dual_hand=True), tmp_path / "dual",
                           tolerance=None, progress=False).path
     mixed = shutil.copytree(bundle, tmp_path / "mixed")
-    shutil.copy(other / "encoder.onnx", mixed / "encoder.onnx")
-    with pytest.raises(BundleError, match=r"encoder.onnx takes tokens \(6, 29\).*bundle.json says \(6, 20\)"):
+    shutil.copy(other / "policy.onnx", mixed / "policy.onnx")
+    with pytest.raises(BundleError, match=r"policy.onnx takes tokens \(6, 29\).*bundle.json says \(6, 20\)"):
         PolicyRuntime(mixed, backend="onnxruntime")
     shutil.copy(other / "policy.pt", mixed / "policy.pt")
     with pytest.raises(BundleError, match="policy.pt is for 6x29 tokens .*bundle.json says 6x20 tokens"):
         PolicyRuntime(mixed, backend="torch")
 
 
-@pytest.mark.parametrize("missing", ["step.onnx", "dataset_stats.json", "policy.pt", "bundle.json"])
+@pytest.mark.parametrize("missing", ["policy.onnx", "dataset_stats.json", "policy.pt", "bundle.json"])
 def test_a_missing_file_is_named(bundle, tmp_path, missing):
     copy = shutil.copytree(bundle, tmp_path / "b")
     (copy / missing).unlink()
