@@ -3,7 +3,9 @@
 Wires :class:`humanego_control.retarget.Retargeter` to ROS. Per chunk: its poses (the human hand / virtual
 gripper frame, in ``header.frame_id``) are brought into the base frame through TF at the chunk's stamp, mapped
 to ee targets by the alignment of ``config/views.yaml`` (``gripper.ee_to_gripper``), solved by damped least
-squares along the chunk from the latest joint state, and published as one trajectory. Steps the arm cannot
+squares along the chunk from the latest joint state, and published as one trajectory. Solving runs on its own
+thread on the newest chunk: a chunk still waiting when a newer one arrives is skipped (``chunks_superseded``)
+rather than queued, so a slow solve never delays the next chunk. Steps the arm cannot
 reach are replaced by the nearest reachable pose and flagged; a chunk that cannot be used is rejected whole
 and counted by reason, never passed on in part.
 
@@ -16,7 +18,7 @@ Publishes   joint_chunk (trajectory_msgs/JointTrajectory, reliable): the arm joi
             viz/predicted_path (nav_msgs/Path): the ee poses the trajectory reaches, base frame
             viz/markers (visualization_msgs/MarkerArray): the gripper along the chunk (green: reached, red:
             clamped), and the targets that were out of reach (red spheres)
-            /diagnostics: chunks in/out, rejections by reason, IK residuals, flagged steps, solve time
+            /diagnostics: chunks in/out/superseded, rejections by reason, IK residuals, flagged steps, solve time
 
 Rejection reasons: ``invalid`` (NaN/inf, sizes, dt), ``wrong_arm`` (the configured arm is not in the chunk, or
 several arms and none configured), ``wrong_frame`` (empty, or not in ``allowed_frames``), ``no_transform``
@@ -27,6 +29,8 @@ chunk published).
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections import Counter, deque
@@ -52,6 +56,7 @@ from humanego_perception.views import load_views_config
 from humanego_ros import conversions as conv
 from humanego_ros import qos
 from humanego_ros.diagnostics import OK, WARN, DiagnosticsReporter
+from humanego_ros.latest_worker import LatestWorker
 from humanego_ros.parameters import ParamSpec, declare_parameters
 from humanego_ros.runner import run_node
 from humanego_ros.tf_listener import TfListener
@@ -120,6 +125,7 @@ class IkRetargetNode(Node):
         self.q_stamp_ns = 0
         self.last_stamp_ns = -1
         self.received = 0
+        self.superseded = 0
         self.published = 0
         self.steps_flagged = 0
         self.steps_too_fast = 0
@@ -133,6 +139,7 @@ class IkRetargetNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "viz/markers", qos.COMMAND)
         self.diagnostics = DiagnosticsReporter(self, "ik retarget")
         self.create_subscription(JointState, "joint_states", self.on_joint_state, JOINT_STATES)
+        self.solver = LatestWorker(self.retarget_chunk, self._solver_failed, name="ik_retarget solver")
         self.create_subscription(ActionChunk, "action_chunk", self.on_chunk, qos.COMMAND)
         self._report(OK, "waiting for chunks")
         self.get_logger().info(f"retargeting to {self.kin.urdf_path} (arm joints {', '.join(self.kin.arm_joint_names)}"
@@ -149,6 +156,20 @@ class IkRetargetNode(Node):
 
     def on_chunk(self, msg: ActionChunk) -> None:
         self.received += 1
+        if self.solver.submit(msg):
+            self.superseded += 1
+
+    def _solver_failed(self, exc: BaseException) -> None:
+        # After Ctrl-C the context dies before the node and publishing fails: that is the normal end.
+        if self.context.ok():
+            self.get_logger().fatal(f"retargeting failed, shutting down: {exc!r}")
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def destroy_node(self):
+        self.solver.stop()
+        return super().destroy_node()
+
+    def retarget_chunk(self, msg: ActionChunk) -> None:
         started = time.perf_counter()
         try:
             T_base_gripper, grasp, stamp_ns = self._targets(msg)
@@ -249,7 +270,8 @@ class IkRetargetNode(Node):
         return MarkerArray(markers=[gripper, targets])
 
     def _report(self, level, message: str) -> None:
-        values = {"chunks_received": self.received, "chunks_published": self.published,
+        values = {"chunks_received": self.received, "chunks_superseded": self.superseded,
+                  "chunks_published": self.published,
                   "chunks_rejected": sum(self.rejected.values()), "steps_flagged": self.steps_flagged,
                   "steps_faster_than_limits": self.steps_too_fast,
                   "rejected_joint_states": self.rejected_joint_states}
