@@ -147,21 +147,22 @@ class GripperOverlay:
         T = geometry.check_transform(T_camera_gripper, "T_camera_gripper", tol=1e-5)
         if not np.isfinite(opening_m) or opening_m < 0:
             raise ValueError(f"gripper opening must be a finite width >= 0 (m), got {opening_m}")
+        boxes = gripper_boxes(self.config, opening_m)
+        centres = np.array([centre for centre, _ in boxes])
+        halves = np.array([half for _, half in boxes])
+        corners = geometry.transform_points(T, centres[:, None] + _CORNERS[None] * halves[:, None])  # (B, 8, 3)
+        quads = corners[:, _FACES].reshape(-1, 4, 3)  # every face of every box, one array: (B * 6, 4, 3)
+        normals = np.cross(quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
+        centroids = quads.mean(axis=1)
+        facing = -np.einsum("ij,ij->i", normals, centroids) / (
+            np.linalg.norm(normals, axis=1) * np.linalg.norm(centroids, axis=1) + 1e-12)
         faces = []
-        for centre, half in gripper_boxes(self.config, opening_m):
-            corners = geometry.transform_points(T, centre + _CORNERS * half)
-            for face in _FACES:
-                quad = corners[face]
-                normal = np.cross(quad[1] - quad[0], quad[3] - quad[0])
-                centroid = quad.mean(axis=0)
-                facing = -np.dot(normal, centroid) / (np.linalg.norm(normal) * np.linalg.norm(centroid) + 1e-12)
-                if facing <= 0:  # seen from behind (or edge-on): a far side of its box
-                    continue
-                clipped = clip_near(quad, self.config.near_m)
-                if len(clipped) < 3:
-                    continue
-                shade = self.config.ambient + (1.0 - self.config.ambient) * facing
-                faces.append((float(np.linalg.norm(clipped.mean(axis=0))), clipped, shade))
+        for quad, face_facing in zip(quads[facing > 0], facing[facing > 0], strict=True):  # the others: far sides
+            clipped = quad if np.all(quad[:, 2] >= self.config.near_m) else clip_near(quad, self.config.near_m)
+            if len(clipped) < 3:
+                continue
+            shade = self.config.ambient + (1.0 - self.config.ambient) * float(face_facing)
+            faces.append((float(np.linalg.norm(clipped.mean(axis=0))), clipped, shade))
         return sorted(faces, key=lambda f: -f[0])
 
     def draw(self, image_rgb: np.ndarray, camera: CameraModel, T_camera_gripper: np.ndarray,
@@ -175,10 +176,14 @@ class GripperOverlay:
                              f"{camera.width}x{camera.height}")
         out = image_rgb.copy()
         colour = np.array(self.config.colour, dtype=np.float64)
-        for _, polygon, shade in self.faces(T_camera_gripper, opening_m):
-            if camera.model != LINEAR:
-                polygon = _subdivided(polygon, _CURVED_EDGE_PIECES)
-            uv = camera.project_no_checks(polygon)
+        faces = self.faces(T_camera_gripper, opening_m)
+        if not faces:
+            return out
+        polygons = [polygon if camera.model == LINEAR else _subdivided(polygon, _CURVED_EDGE_PIECES)
+                    for _, polygon, _ in faces]
+        projected = np.split(camera.project_no_checks(np.concatenate(polygons)),
+                             np.cumsum([len(p) for p in polygons])[:-1])  # one projection call for all faces
+        for (_, _, shade), uv in zip(faces, projected, strict=True):
             if not np.all(np.isfinite(uv)):
                 continue
             points = np.round(np.clip(uv, -_MAX_PX, _MAX_PX) * (1 << _SHIFT)).astype(np.int32)
