@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     try:
         checkpoint = load_checkpoint(args.checkpoint)
+        if checkpoint.policy_type == "egomimic":
+            raise CheckpointError(f"{checkpoint.path}: an EgoMimic run (HDF5 data) is evaluated during training (its "
+                                  "eval_snapshots); this command evaluates policies of preprocessed recordings")
         policy = checkpoint.build_policy(use_ema=not args.raw_weights).to(device)
         data = run_data_config(checkpoint.path)
         stats = NormStats.from_dict(checkpoint.dataset_stats, f"{checkpoint.path}: dataset_stats")

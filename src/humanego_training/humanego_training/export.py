@@ -100,6 +100,9 @@ def export_bundle(checkpoint: str | Path, out: str | Path, layout: str | None = 
     stages = tqdm(total=4, desc="export", unit="stage", disable=not progress, leave=False)
     ckpt = load_checkpoint(checkpoint)
     policy = ckpt.build_policy(use_ema=use_ema)
+    if not policy.ONNX_LAYOUTS:
+        raise ExportError(f"{ckpt.path}: the {policy.policy_type} policy has no deployment bundle (its outputs are not "
+                          "the 10-D action chunk the policy node runs)")
     stats = NormStats.from_dict(ckpt.dataset_stats, f"{ckpt.path}: dataset_stats")
     if steps is not None:
         if not hasattr(policy.config, "num_steps"):

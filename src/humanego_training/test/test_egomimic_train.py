@@ -12,6 +12,8 @@ from humanego_policy.checkpoint import load_checkpoint
 from humanego_training import egomimic, robot_episodes
 from humanego_training.egomimic_dataset import DomainStats
 from humanego_training.egomimic_train import EgoMimicTrainer, evaluate_egomimic
+from humanego_training.evaluate import main as evaluate_main
+from humanego_training.export import main as export_main
 from humanego_training.train import load_training_config
 from humanego_training.train import main as train_main
 
@@ -91,6 +93,12 @@ def test_train_cli_co_trains_both_domains_and_resumes(tmp_path, files, capsys):
     policy = checkpoint.build_policy()
     again = evaluate_egomimic(policy, trainer.eval_set, stats, np.arange(len(trainer.eval_set)))
     assert again["robot/pos_err_w_m"] == pytest.approx(metrics["robot/pos_err_w_m"], rel=1e-4)
+    # No deployment bundle and no re-evaluation on recordings: both say so.
+    capsys.readouterr()
+    assert export_main(["--checkpoint", str(out), "--out", str(tmp_path / "bundle"), "--no-progress"]) == 1
+    assert "the egomimic policy has no deployment bundle" in capsys.readouterr().err
+    assert evaluate_main(["--checkpoint", str(out), "--recordings", str(tmp_path)]) == 2
+    assert "an EgoMimic run (HDF5 data) is evaluated during training" in capsys.readouterr().err
 
 
 def test_bad_egomimic_configs_are_named(tmp_path, files, capsys):
