@@ -68,7 +68,8 @@ def parameters() -> list[ParamSpec]:
                   + ", models/".join(DEFAULT_BUNDLES.values()) + ").", read_only=True),
         ParamSpec("backend", "auto", "Inference backend: auto = onnxruntime (CUDA provider when available) if "
                   "installed, else torch.", choices=("auto", "onnxruntime", "torch"), read_only=True),
-        ParamSpec("threads", 2, "CPU threads for inference (0 = the backend's default).", minimum=0, maximum=64,
+        ParamSpec("threads", 1, "CPU threads for inference (0 = the backend's default). Next to the other nodes on a "
+                  "small CPU, one thread is faster than two (benchmarks/policy_latency.py).", minimum=0, maximum=64,
                   read_only=True),
         ParamSpec("seed", -1, "Seed of the sampling noise (-1: a random seed).", minimum=-1, read_only=True),
         ParamSpec("token_dim", 0, "Token size the state estimator publishes (20 single hand, 29 dual); a bundle for "
