@@ -31,8 +31,9 @@ import argparse
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,7 @@ PREPROCESS = "preprocess"
 CACHE = "preprocess/cache"
 FRAMES = "frames"
 VERSION = 1  # bump when a stage's output changes meaning, so old caches are not reused
+WRITES_IN_FLIGHT = 2  # kept frames whose files the writer thread may still be writing (memory: ~4 MB each)
 
 
 @dataclass
@@ -133,11 +135,15 @@ class CachedFrames(Sequence):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def path(self, i: int) -> Path:
+        """The file of the i-th frame of the window."""
+        return self.folder / f"{int(self.indices[i]):05d}.png"
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         try:
-            return read_rgb(self.folder / f"{int(self.indices[i]):05d}.png")
+            return read_rgb(self.path(i))
         except (FileNotFoundError, ValueError) as exc:
             raise type(exc)(f"{exc}; the frame cache is damaged: rerun with --force") from None
 
@@ -335,7 +341,11 @@ class Preprocessor:
         anchor_w = position[int(kept[0])] if len(kept) else 0
         T_world_anchor = objects[self.anchor].T_world_obj[anchor_w] if len(kept) else np.eye(4)
         ext = self.config.image.format
-        with self._bar(len(kept), f"{root.name}: write") as bar:
+        # Encoding and writing a frame's files (a third of the stage's CPU) runs on a thread while the next frame's
+        # images are made; at most WRITES_IN_FLIGHT frames wait for it.
+        with self._bar(len(kept), f"{root.name}: write") as bar, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess-write") as writer:
+            in_flight: deque[Future] = deque()
             for idx, i in enumerate(kept):
                 folder = training_data.frame_folder(root, idx)
                 if (folder / training_data.FILE_NAME).is_file():
@@ -346,14 +356,13 @@ class Preprocessor:
                 T_camera_hand = geometry.invert(T_world_camera[i]) @ hands.T_world_hand[i]
                 images = self._views(frames[w], camera, HandInCamera(hands.side, landmarks_cam, 1.0), T_camera_hand,
                                      bool(hands.grasp[i] >= 0.5), masks[w], objects, w)
-                tmp = folder.with_name(f".{folder.name}.tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
+                files: dict[str, np.ndarray | Path] = {}
                 obs = {}
                 for key_name, image in images.items():
                     is_mask = key_name.startswith("mask")
                     file_name = f"{key_name[:-len('_path')]}.{'png' if is_mask else ext}"
-                    write_image(tmp / file_name, image, self.config.image.jpeg_quality)
+                    # The frame itself is the cached PNG: copied, not encoded again.
+                    files[file_name] = frames.path(w) if key_name == "rgb_path" and ext == "png" else image
                     obs[key_name] = str((folder / file_name).relative_to(root))
                 record = {
                     "metadata": {
@@ -375,10 +384,27 @@ class Preprocessor:
                     },
                 }
                 training_data.validate(record, str(folder / training_data.FILE_NAME))
-                write_json_atomic(tmp / training_data.FILE_NAME, record)
-                tmp.rename(folder)
+                in_flight.append(writer.submit(self._write_folder, folder, files, record))
+                while len(in_flight) > WRITES_IN_FLIGHT:
+                    in_flight.popleft().result()  # raises what the writer raised
+                    bar.update()
+            while in_flight:
+                in_flight.popleft().result()
                 bar.update()
 
+    def _write_folder(self, folder: Path, files: dict[str, np.ndarray | Path], record: dict) -> None:
+        """A kept frame's folder, written as a hidden temporary folder and renamed when complete (so that an
+        interrupted run leaves no partial frame); ``files``: file name -> image, or the path of a file to copy."""
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for file_name, content in files.items():
+            if isinstance(content, Path):
+                shutil.copyfile(content, tmp / file_name)
+            else:
+                write_image(tmp / file_name, content, self.config.image.jpeg_quality)
+        write_json_atomic(tmp / training_data.FILE_NAME, record)
+        tmp.rename(folder)
 
     def _views(self, rgb: np.ndarray, camera, hand: HandInCamera, T_camera_hand: np.ndarray, grasped: bool,
                masks: dict[str, np.ndarray], objects: dict[str, ObjectTrack], w: int) -> dict[str, np.ndarray]:
