@@ -94,24 +94,34 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
-def describe_schema(schema: type, prefix: str = "") -> list[str]:
-    """One line per key with its type, default and help: the text behind ``--help`` of config-driven tools."""
+def describe_schema(schema: type, prefix: str = "", defaults: Any = None) -> list[str]:
+    """One line per key with its type, default and help: the text behind ``--help`` of config-driven tools.
+
+    ``defaults``: an instance whose values are the defaults to show (a nested section's factory may set
+    values other than its class's own defaults).
+    """
     lines = []
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
         key = _join(prefix, f.name)
         tp = hints[f.name]
+        default_value = _field_default(f, defaults)
         if dataclasses.is_dataclass(tp):
-            lines.extend(describe_schema(tp, key))
+            lines.extend(describe_schema(tp, key, None if default_value is dataclasses.MISSING else default_value))
             continue
-        if f.default is not dataclasses.MISSING:
-            default = f"default {f.default!r}"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f"default {f.default_factory()!r}"
-        else:
-            default = "required"
+        default = "required" if default_value is dataclasses.MISSING else f"default {default_value!r}"
         lines.append(f"{key} ({_type_name(tp)}, {default}): {f.metadata.get('help', '')}")
     return lines
+
+
+def _field_default(f: dataclasses.Field, defaults: Any) -> Any:
+    if defaults is not None:
+        return getattr(defaults, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
 
 
 def _join(prefix: str, name: str) -> str:

@@ -79,3 +79,12 @@ def test_from_dict_without_file_and_describe():
     lines = describe_schema(Experiment)
     assert "camera.width (int, default 320): image width (px)" in lines
     assert "task (str, required): task name" in lines
+
+
+def test_describe_shows_the_defaults_a_section_factory_sets():
+    @dataclass
+    class Rig:
+        main: Camera = field(default_factory=lambda: Camera(width=640), metadata={"help": "main camera"})
+
+    lines = describe_schema(Rig)
+    assert any(line.startswith("main.width (int, default 640)") for line in lines)
