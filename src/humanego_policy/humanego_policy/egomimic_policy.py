@@ -46,8 +46,8 @@ class EgoMimicConfig:
     dim: int = option(128, help="Model width.", minimum=8)
     heads: int = option(4, help="Attention heads (must divide dim).", minimum=1)
     encoder_layers: int = option(2, help="Shared transformer encoder layers.", minimum=1)
-    decoder_layers: int = option(3, help="Shared decoder layers of the chunk queries.", minimum=1)
-    ffn_dim: int = option(512, help="Hidden width of the feed-forward blocks.", minimum=8)
+    decoder_layers: int = option(2, help="Shared decoder layers of the chunk queries.", minimum=1)
+    ffn_dim: int = option(256, help="Hidden width of the feed-forward blocks.", minimum=8)
     dropout: float = option(0.1, help="Dropout while training.", minimum=0.0, maximum=0.9)
     human_weight: float = option(1.0, help="Weight of the human samples' loss.", minimum=0.0)
     robot_weight: float = option(1.0, help="Weight of the robot samples' loss.", minimum=0.0)
@@ -55,6 +55,7 @@ class EgoMimicConfig:
                                  minimum=0.0)
 
 
+# "cpu" (the defaults): ACT's cpu sizes (humanego_policy.act); "gpu": ACT's published sizes.
 PRESETS = {
     "cpu": {},
     "gpu": {"image_size": [224, 224], "image_channels": 64, "dim": 512, "heads": 8, "encoder_layers": 4,
