@@ -55,14 +55,15 @@ class StageCache:
 
     def save(self, stage: str, key: str, arrays: dict[str, np.ndarray]) -> None:
         data, meta = self.folder / f"{stage}.npz", self.folder / f"{stage}.json"
-        tmp = data.with_name(f".{stage}.tmp.npz")
+        # Per-process temporary names: several processes (DDP ranks) may fill the same cache at once.
+        tmp = data.with_name(f".{stage}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, data)
         write_json_atomic(meta, {"stage": stage, "key": key})
 
 
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=_jsonable) + "\n")
     os.replace(tmp, path)
 
