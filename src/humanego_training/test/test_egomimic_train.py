@@ -63,7 +63,6 @@ def write_config(path, files, out, **train):
     return path
 
 
-@pytest.mark.slow
 def test_train_cli_co_trains_both_domains_and_resumes(tmp_path, files, capsys):
     out = tmp_path / "run"
     path = write_config(tmp_path / "egomimic.yaml", files, out)

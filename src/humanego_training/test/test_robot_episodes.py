@@ -210,7 +210,6 @@ def test_bag_without_what_is_needed_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- the sim oracle
-@pytest.mark.slow
 def test_oracle_demo_of_serve_bread(tmp_path):
     failures = []
     episodes = list(robot_episodes.oracle_episodes("serve_bread", "panda", [0], width=64, height=48,
