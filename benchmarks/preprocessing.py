@@ -30,13 +30,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from humanego_core import training_data
 from humanego_core.geometry import geodesic_angle
 from humanego_core.image_warp import Rectifier
 from humanego_perception.object_eval import RecordingInputs, position_errors
 from humanego_sim.aria_recording import Recording
 from humanego_sim.generate_demos import generate
 from humanego_sim.tasks import load_task
-from humanego_training import training_data
 from humanego_training.human_recording import find_recordings
 from humanego_training.preprocess import Preprocessor, load_preprocess_config
 from humanego_training.report import REPORT_JSON

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,8 +15,53 @@ from rclpy.executors import SingleThreadedExecutor
 WORKSPACE = Path(__file__).resolve().parents[1]
 
 
+class DrainedPipe:
+    """A child's stdout or stderr read by a thread as it comes, so that a chatty node never blocks on a full
+    pipe (64 KiB) while its test is busy elsewhere; the test reads it as it would the pipe."""
+
+    def __init__(self, pipe):
+        self.lines: list[str] = []
+        self.closed = False
+        self.position = 0
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, pipe):
+        for line in iter(pipe.readline, ""):
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+    def readline(self) -> str:
+        """The next line, waiting for it; "" at the end of the output."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.position < len(self.lines) or self.closed)
+            if self.position == len(self.lines):
+                return ""
+            self.position += 1
+            return self.lines[self.position - 1]
+
+    def read(self, wait_s: float = 10.0) -> str:
+        """The lines not read yet: up to the end of the output if it ends within ``wait_s`` (the process has
+        exited), else those that came so far."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.closed, timeout=wait_s)
+            text = "".join(self.lines[self.position:])
+            self.position = len(self.lines)
+            return text
+
+    def tail(self, n: int = 30) -> str:
+        with self.changed:
+            return "".join(self.lines[-n:])
+
+
 class Processes:
-    """Starts real processes and makes sure none outlives its test."""
+    """Starts real processes and makes sure none outlives its test. Their stdout and stderr are drained as they
+    come (:class:`DrainedPipe`)."""
 
     def __init__(self):
         self.procs = []
@@ -23,6 +69,7 @@ class Processes:
     def start(self, argv, **kwargs) -> subprocess.Popen:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True, env=os.environ.copy(), **kwargs)
+        proc.stdout, proc.stderr = DrainedPipe(proc.stdout), DrainedPipe(proc.stderr)
         self.procs.append(proc)
         return proc
 
@@ -68,8 +115,10 @@ class Probe:
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"node exited ({proc.returncode}) while waiting for {what}: {proc.stderr.read()}")
             self.executor.spin_once(timeout_sec=0.05)
-        raise AssertionError(f"timed out waiting for {what}; received: "
-                             f"{ {key: len(values) for key, values in self.got.items()} }")
+        received = {key: len(values) for key, values in self.got.items()}
+        drained = isinstance(getattr(proc, "stderr", None), DrainedPipe)
+        output = f"; the node's last output:\n{proc.stderr.tail()}" if drained else ""
+        raise AssertionError(f"timed out waiting for {what}; received: {received}{output}")
 
     def wait_connected(self, proc=None, keys=None):
         """Until each subscription (of ``keys``, default all) has matched a publisher: a best-effort sample sent
@@ -86,6 +135,15 @@ class Probe:
     def close(self):
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests of real processes over DDS get one rerun (reported as R in the summary): on a loaded 2-core CI
+    machine, a pair of DDS participants now and then never matches within the test's wait (two such tests in
+    each of the last clean-clone CI runs, each time other tests and other pairs); a second failure fails."""
+    for item in items:
+        if {"probe", "processes"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.flaky(reruns=1))
 
 
 @pytest.fixture

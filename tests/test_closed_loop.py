@@ -163,10 +163,10 @@ def write_reach_recording(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray
     """A preprocessed recording (training_data.json schema) of a hand that moves, in the scene of ``seed``, from
     where the robot's gripper starts (its home pose through views.yaml's alignment) to 12 cm above the bread in
     ``REACH_S`` and stays. Returns the ee's start and target positions in the world."""
+    from humanego_core import training_data
     from humanego_perception.views import load_views_config
     from humanego_sim.tasks import load_task
     from humanego_sim.world import World
-    from humanego_training import training_data
     from humanego_training.image_io import write_image
 
     world = World(load_task("serve_bread"), robot="panda")

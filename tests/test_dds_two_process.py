@@ -18,9 +18,9 @@ def test_message_crosses_processes_unchanged(processes, kind, type_name):
     topic = f"/dds_test_{kind}_{os.getpid()}"
     receiver = processes.python(PEER, "receive", kind, topic)
     publisher = processes.python(PEER, "publish", kind, topic)
-    out, err = receiver.communicate(timeout=120)
-    assert receiver.returncode == 0, f"nothing received on {topic}: {err}"
-    received = json.loads(out.strip().splitlines()[-1])
+    receiver.wait(timeout=120)
+    assert receiver.returncode == 0, f"nothing received on {topic}: {receiver.stderr.read()}"
+    received = json.loads(receiver.stdout.read().strip().splitlines()[-1])
     sent = json.loads(publisher.stdout.readline())
     assert received["digest"] == sent["digest"], "a field changed on the way"
     assert received["type"] == type_name

@@ -88,3 +88,29 @@ def test_dependencies_are_pinned_in_one_place(workspace):
     assert "requirements/" in dockerfile and "make setup" in dockerfile, \
         "docker/ must install through make setup and requirements/ so versions cannot drift"
     assert not re.search(r"pip install[^\n]*==", dockerfile), "versions belong in requirements/, not the Dockerfile"
+
+
+def declared_dependencies(workspace) -> dict[str, set[str]]:
+    """package -> the workspace packages its package.xml names (any kind of dependency)."""
+    names = {os.path.basename(p) for p in PACKAGE_DIRS}
+    return {os.path.basename(d): {e.text for e in ET.parse(workspace / d / "package.xml").getroot()
+                                  if e.tag.endswith("depend") and e.text in names}
+            for d in PACKAGE_DIRS}
+
+
+def test_package_imports_follow_the_declared_dependencies_without_cycles(workspace):
+    """A package (its modules and tests) imports only itself and what its package.xml reaches: colcon orders
+    builds and tests by those declarations, and a cycle leaves it no order."""
+    declared = declared_dependencies(workspace)
+
+    def reach(name, path=()):
+        assert name not in path, f"package dependency cycle: {' -> '.join((*path, name))}"
+        return {name}.union(*(reach(dep, (*path, name)) for dep in declared[name]))
+
+    imported = re.compile(r"^\s*(?:from|import)\s+(humanego_\w+)", re.MULTILINE)
+    for name in declared:
+        allowed = reach(name)
+        for source in (workspace / "src" / name).rglob("*.py"):
+            stray = set(imported.findall(source.read_text())) - allowed
+            assert not stray, (f"{source.relative_to(workspace)} imports {sorted(stray)}, "
+                               f"which the package.xml of {name} does not reach")

@@ -1,7 +1,7 @@
 """The ``replay`` policy: a recorded demonstration's hand trajectory played as action chunks.
 
 It reads a preprocessed recording (``<recording>/preprocess/all_data/<idx>/training_data.json``, validated by
-humanego_training.training_data): per kept frame the hand pose ``T_hand_to_world``, its grasp, the time ``ts``
+humanego_core.training_data): per kept frame the hand pose ``T_hand_to_world``, its grasp, the time ``ts``
 and ``is_finished``. A chunk at playback time ``t`` holds the hand at ``t + (k + 1) * dt``, k = 0..H-1, with
 ``dt = 1 / fps`` as the policy's actions; poses between kept frames are interpolated (SLERP + linear; dropped
 frames leave gaps), the grasp is the last recorded one, and past the end the hand holds its last pose with
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from humanego_core import geometry
-from humanego_training import training_data
+from humanego_core import geometry, training_data
 
 
 @dataclass

@@ -1,18 +1,13 @@
 """ACT: learns a tiny data set and reproduces it with z = 0; the CVAE terms against closed forms; padding and
-invalid steps do not count; inference ignores noise and the style encoder; the ONNX graph matches torch."""
+invalid steps do not count; inference ignores noise and the style encoder.
+(Its ONNX export and bundle: humanego_training's test_export_act.py.)"""
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
-from humanego_core.actions import NormStats
-from humanego_core.ensembling import TemporalEnsembler
 from humanego_policy.act import ACTPolicy, kl_to_standard_normal, masked_l1
-from humanego_policy.checkpoint import TokenLayout, save_checkpoint
 from humanego_policy.policies import build_policy
-from humanego_policy.runtime import PolicyRuntime
-from humanego_training.export import export_bundle, export_graphs
 
 TINY = {"horizon": 12, "image_size": [16, 16], "image_levels": 2, "image_channels": 8, "dim": 32, "heads": 2,
         "style_layers": 1, "encoder_layers": 1, "decoder_layers": 2, "ffn_dim": 64, "dropout": 0.0,
@@ -115,41 +110,3 @@ def test_default_chunk_is_100_steps():
     policy = build_policy("act", {"preset": "cpu", "image_size": [32, 32], "dim": 32, "ffn_dim": 64}, TOKEN_DIM,
                           MAX_TOKENS)
     assert policy.horizon == 100 and policy.config.latent_dim == 32
-
-
-def test_onnx_graph_has_no_noise_input_and_matches_torch(tmp_path):
-    torch.manual_seed(0)
-    policy = build_policy("act", TINY, TOKEN_DIM, MAX_TOKENS).eval()
-    files = export_graphs(policy, "single", tmp_path)
-    session = ort.InferenceSession(str(tmp_path / files["policy"]), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["image", "tokens", "token_mask"]
-    batch = chunks_from_tokens(2, seed=3)
-    actions, done = session.run(None, {k: batch[k].numpy() for k in ("image", "tokens", "token_mask")})
-    expected = policy.predict(batch)
-    np.testing.assert_allclose(actions, expected["actions"].numpy(), atol=1e-4)
-    np.testing.assert_allclose(done, expected["done_prob"].numpy(), atol=1e-4)
-
-
-def test_bundle_runs_on_both_backends_and_its_chunks_feed_the_ensembler(tmp_path):
-    torch.manual_seed(0)
-    layout = TokenLayout(TOKEN_DIM, MAX_TOKENS)
-    policy = build_policy("act", TINY, layout.token_dim, layout.max_tokens)
-    stats = NormStats(np.array([0.4, 0.0, 0.2]), np.array([0.1, 0.2, 0.05]))
-    checkpoint = save_checkpoint(tmp_path / "run" / "latest.pt", policy, layout, stats.to_dict(), dt=1 / 30)
-    result = export_bundle(checkpoint, tmp_path / "tiny_act", progress=False)
-    assert result.layout == "single" and result.parity_max_abs_diff <= 1e-4
-    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    batch = chunks_from_tokens(1)
-    tokens, mask = batch["tokens"][0].numpy(), batch["token_mask"][0].numpy()
-    outputs = [PolicyRuntime(result.path, backend=b).predict(image, tokens, mask) for b in ("onnxruntime", "torch")]
-    np.testing.assert_allclose(outputs[0].actions, outputs[1].actions, atol=1e-4)
-    chunk = outputs[0]
-    assert chunk.T_ref.shape == (12, 4, 4) and chunk.grasp.shape == (12,)
-    # ACT runs a chunk per observation, its steps t+1..t+H at dt, averaged per time with the older chunks.
-    ensembler = TemporalEnsembler(decay=0.01)
-    dt = 1 / 30
-    for k in range(3):
-        ensembler.add(k * dt + dt, dt, np.c_[chunk.T_ref[:, :3, 3] + k, chunk.grasp])
-    w = np.exp(-0.01 * np.arange(3))
-    expected = w @ np.stack([chunk.T_ref[3 - k, :3, 3] + k for k in range(3)]) / w.sum()
-    np.testing.assert_allclose(ensembler.query(4 * dt)[:3], expected, atol=1e-9)

@@ -26,7 +26,7 @@ affine warp whose matrix also updates ``K`` (the only image-space annotation), t
 contrast, saturation) and Gaussian noise.
 
 A frame whose file holds NaN or inf is left out and counted (``rejected``); any other departure from the
-schema raises :class:`~humanego_training.training_data.TrainingDataError`, and a missing image raises
+schema raises :class:`~humanego_core.training_data.TrainingDataError`, and a missing image raises
 ``FileNotFoundError`` naming it. Images are decoded, drawn and resized once and cached per recording in
 ``cache_dir`` (keyed by the files' sizes and times and every setting they depend on), so later runs start fast.
 
@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from humanego_core import geometry
+from humanego_core import geometry, training_data
 from humanego_core.actions import NormStats, compute_stats, encode_actions
 from humanego_core.camera_models import LINEAR, CameraModel
 from humanego_core.config import option
@@ -58,7 +58,6 @@ from humanego_core.ict import HandState, ICTConfig, ObjectState, build_tokens, r
 from humanego_perception.gripper_overlay import GripperOverlay
 from humanego_perception.views import load_views_config
 from humanego_policy.policies import prepare_image
-from humanego_training import training_data
 from humanego_training.image_io import read_rgb
 from humanego_training.report import REPORT_JSON
 from humanego_training.stage_cache import StageCache, file_signature, fingerprint

@@ -25,8 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from humanego_core import training_data
 from humanego_core.geometry import invert, transform_points
-from humanego_training import training_data
 from humanego_training.image_io import read_rgb
 
 ACTION_HORIZON = 100

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from humanego_core import training_data
 from humanego_core.actions import NormStats, decode_actions
 from humanego_core.config import ConfigError, from_dict
 from humanego_core.metrics import action_metrics
 from humanego_policy.checkpoint import CheckpointError, load_checkpoint
 from humanego_policy.policies import Policy
-from humanego_training import training_data
 from humanego_training.dataset import DataConfig, PolicyDataset, expand_recordings, load_recording, scale_intrinsics
 from humanego_training.stage_cache import write_json_atomic
 

@@ -41,7 +41,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from humanego_core import geometry
+from humanego_core import geometry, training_data
 from humanego_core.ament_index import resource_path
 from humanego_core.camera_models import CameraModel
 from humanego_core.config import ConfigError, describe_schema, load_config, option, to_dict
@@ -60,7 +60,7 @@ from humanego_perception.objects import (
 from humanego_perception.phases import PhaseConfig, Segmentation, segment_manipulation
 from humanego_perception.views import ViewsConfig, build_human_arm_masker, build_inpainter, load_views_config
 from humanego_sim.tasks import Task, load_task
-from humanego_training import egomimic, report, training_data
+from humanego_training import egomimic, report
 from humanego_training.human_recording import (
     HumanRecording,
     HumanRecordingError,

@@ -55,11 +55,11 @@ from tqdm import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 
+from humanego_core import training_data
 from humanego_core.actions import NormStats
 from humanego_core.config import ConfigError, describe_schema, load_config, load_yaml, option, to_dict
 from humanego_policy.checkpoint import LATEST, TokenLayout, load_checkpoint, save_checkpoint
 from humanego_policy.policies import Policy, build_policy, nonfinite_keys
-from humanego_training import training_data
 from humanego_training.dataset import (
     DataConfig,
     PolicyDataset,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from humanego_core import training_data
 from humanego_core.actions import decode_actions
 from humanego_core.config import ConfigError, from_dict
 from humanego_core.ict import TYPE_HAND_RIGHT, TYPE_OBJECT_ANCHOR, TYPE_OBJECT_OTHER
-from humanego_training import training_data
 from humanego_training.dataset import (
     AugmentConfig,
     DataConfig,

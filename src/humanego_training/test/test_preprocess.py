@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
+from humanego_core import training_data
 from humanego_sim.aria_recording import Recording
 from humanego_sim.tasks import load_task
-from humanego_training import training_data
 from humanego_training.image_io import read_rgb, write_image
 from humanego_training.preprocess import CACHE, FRAMES, Preprocessor, load_preprocess_config
 from humanego_training.report import REPORT_JSON, REPORT_PNG

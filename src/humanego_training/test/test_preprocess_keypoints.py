@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from humanego_core import training_data
 from humanego_perception.object_keypoints import KeypointPoseConfig
 from humanego_sim.aria_recording import Recording
 from humanego_sim.tasks import load_task
-from humanego_training import training_data
 from humanego_training.image_io import read_rgb
 from humanego_training.preprocess import CACHE, Preprocessor, load_preprocess_config
 from humanego_training.report import REPORT_JSON

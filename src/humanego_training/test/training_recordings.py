@@ -1,5 +1,5 @@
 """Tiny preprocessed recordings written by the tests (training_data.json + images, the schema of
-humanego_training.training_data): a hand moving along a known path over a table with a bread and a plate."""
+humanego_core.training_data): a hand moving along a known path over a table with a bread and a plate."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from humanego_training import training_data
+from humanego_core import training_data
 from humanego_training.image_io import write_image
 
 SIZE = 48

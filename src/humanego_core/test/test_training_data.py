@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from humanego_training import training_data
-from humanego_training.training_data import TrainingDataError, validate
+from humanego_core import training_data
+from humanego_core.training_data import TrainingDataError, validate
 
 
 def pose(seed: int) -> list:
