@@ -22,6 +22,7 @@ setup(
             "evaluate = humanego_training.evaluate:main",
             "export = humanego_training.export:main",
             "preprocess = humanego_training.preprocess:main",
+            "hand_alignment = humanego_training.hand_alignment:main",
         ],
     },
 )

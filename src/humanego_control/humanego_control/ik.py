@@ -21,8 +21,11 @@ Unreachable targets (out of reach, past the limits, or a local minimum the solve
 reachable pose nearest to them in the ``W`` norm, their ``fk`` is what the robot will do, and they are
 flagged (``reached`` False: position error above ``reach_position_m`` or rotation error above
 ``reach_rotation_deg``); the target itself is never passed on. A step that is not reached from its warm start
-is solved again from the chunk's start configuration and the middle of the joint ranges, and the solution
-nearest its target is kept (not for targets outside the arm's reach sphere, which no seed reaches). The
+is solved again along a path of poses interpolated from the warm start's pose to the target (``path_step_m``,
+``path_step_deg`` apart, each warm-starting the next: a far target, such as the first pose of a chunk seen
+from the home configuration, otherwise ends in a local minimum at a joint limit), then from the chunk's start
+configuration and the middle of the joint ranges, and the solution nearest its target is kept (not for
+targets outside the arm's reach sphere, which no seed reaches). The
 descent ends when no joint moves more than ``step_tolerance_rad`` or an iteration lowers C by less than
 ``cost_tolerance`` of it: towards an unreachable target the stretched arm creeps, and more iterations would
 move the clamped pose by a fraction of a millimetre (0.3 mm in test_ik.py's out-of-reach case).
@@ -63,6 +66,10 @@ class IKConfig:
                                      "flagged unreachable", minimum=1e-6, maximum=1.0)
     reach_rotation_deg: float = option(3.0, help="a solution rotated more than this from its target is flagged "
                                        "unreachable", minimum=1e-4, maximum=180.0)
+    path_step_m: float = option(0.05, help="a target not reached from its warm start is approached along poses "
+                                "at most this far apart", minimum=1e-3, maximum=1.0)
+    path_step_deg: float = option(15.0, help="... and at most this much rotated from each other",
+                                  minimum=0.1, maximum=180.0)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class InverseKinematics:
         self.config = config or IKConfig()
         w = self.config.rotation_weight_m
         self._w2 = np.array([1.0, 1.0, 1.0, w * w, w * w, w * w])
-        self._middle = (kinematics.lower + kinematics.upper) / 2
+        self.middle = (kinematics.lower + kinematics.upper) / 2  # the last-resort seed
         self._reach_centre, self._reach_radius = kinematics.reach_sphere()
 
     def _cost(self, e: np.ndarray, q: np.ndarray, q_prev: np.ndarray) -> float:
@@ -181,9 +188,12 @@ class InverseKinematics:
         best = None
         distance = np.linalg.norm(T_target[:3, 3] - self._reach_centre)
         beyond = distance > self._reach_radius + self.config.reach_position_m
-        starts = [seed] + ([] if beyond else [s for s in extra_seeds if not np.array_equal(s, seed)])
+        starts = [seed] + ([] if beyond else ["path", *(s for s in extra_seeds if not np.array_equal(s, seed))])
         for start in starts:
-            q, T, e, iterations = self._descend(T_target, start, q_prev)
+            if isinstance(start, str):
+                q, T, e, iterations = self._along_path(T_target, seed, q_prev)
+            else:
+                q, T, e, iterations = self._descend(T_target, start, q_prev)
             total += iterations
             distance = float(e @ (self._w2 * e))
             if best is None or distance < best[0]:
@@ -194,6 +204,24 @@ class InverseKinematics:
         return IKSolution(q=q, T_reached=T, position_error_m=float(np.linalg.norm(e[:3])),
                           rotation_error_rad=float(np.linalg.norm(e[3:])), reached=self._reached(e),
                           iterations=total)
+
+    def _along_path(self, T_target: np.ndarray, seed: np.ndarray, q_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                              np.ndarray, int]:
+        """:meth:`_descend` to ``T_target`` through poses interpolated from ``fk(seed)``, each warm-starting the
+        next (a homotopy: the solution follows the seed's branch instead of stopping at a joint limit)."""
+        T_from = self.kin.fk(np.clip(seed, self.kin.lower, self.kin.upper))
+        distance = np.linalg.norm(T_target[:3, 3] - T_from[:3, 3])
+        angle = np.linalg.norm(pin.log3(T_target[:3, :3] @ T_from[:3, :3].T))
+        n = math.ceil(max(distance / self.config.path_step_m, angle / math.radians(self.config.path_step_deg)))
+        q, total = seed, 0
+        if n > 1:
+            path = geometry.interpolate_trajectory(np.array([0.0, 1.0]), np.stack([T_from, T_target]),
+                                                   np.arange(1, n) / n)
+            for T_via in path:
+                q, _, _, iterations = self._descend(T_via, q, q)
+                total += iterations
+        q, T, e, iterations = self._descend(T_target, q, q_prev)
+        return q, T, e, total + iterations
 
     def _reached(self, e: np.ndarray) -> bool:
         return bool(np.linalg.norm(e[:3]) <= self.config.reach_position_m
@@ -207,7 +235,7 @@ class InverseKinematics:
             raise ValueError(f"IK chunk targets must be (H, 4, 4) with H >= 1, got shape {T_targets.shape}")
         geometry.check_transform(T_targets, "IK chunk targets")
         q_prev = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
-        fallbacks = (q_prev, self._middle)
+        fallbacks = (q_prev, self.middle)
         solutions = []
         for T_target in T_targets:
             solution = self.solve(T_target, q_prev, q_prev, fallbacks)

@@ -83,6 +83,9 @@ def parameters() -> list[ParamSpec]:
                   "stamp.", minimum=0.0, maximum=10.0),
         ParamSpec("grasp_threshold", 0.5, "Grasp value from which the gripper is commanded closed.",
                   minimum=0.01, maximum=1.0),
+        ParamSpec("symmetric_gripper", True, "The gripper grasps the same turned by 180 degrees about its approach "
+                  "axis (a parallel gripper): each chunk follows whichever of the two poses the arm reaches with "
+                  "less joint motion."),
         ParamSpec("smoothness", defaults.smoothness, "IK: HOP's lambda, weight of ||q - q_prev||^2.",
                   minimum=0.0, maximum=1.0),
         ParamSpec("rotation_weight_m", defaults.rotation_weight_m, "IK: metres of position error one radian of "
@@ -92,6 +95,10 @@ def parameters() -> list[ParamSpec]:
                   "flagged and clamped.", minimum=1e-6, maximum=1.0),
         ParamSpec("reach_rotation_deg", defaults.reach_rotation_deg, "IK: steps rotated more than this from their "
                   "target are flagged and clamped.", minimum=1e-4, maximum=180.0),
+        ParamSpec("path_step_m", defaults.path_step_m, "IK: a step not reached from its warm start is approached "
+                  "along poses at most this far apart.", minimum=1e-3, maximum=1.0),
+        ParamSpec("path_step_deg", defaults.path_step_deg, "IK: ... and at most this much rotated from each other.",
+                  minimum=0.1, maximum=180.0),
     ]
 
 
@@ -114,8 +121,10 @@ class IkRetargetNode(Node):
         self.gripper_drawing = (gripper.finger_length_m, gripper.stem_length_m)
         ik_config = IKConfig(smoothness=p["smoothness"], rotation_weight_m=p["rotation_weight_m"],
                              max_iterations=p["max_iterations"], reach_position_m=p["reach_position_m"],
-                             reach_rotation_deg=p["reach_rotation_deg"])
-        self.retargeter = Retargeter(self.kin, gripper.T_ee_gripper, ik_config, p["grasp_threshold"])
+                             reach_rotation_deg=p["reach_rotation_deg"], path_step_m=p["path_step_m"],
+                             path_step_deg=p["path_step_deg"])
+        self.retargeter = Retargeter(self.kin, gripper.T_ee_gripper, ik_config, p["grasp_threshold"],
+                                     p["symmetric_gripper"])
         self.allowed_frames = {f.strip() for f in p["allowed_frames"].split(",") if f.strip()}
         self.max_age_ns = seconds_to_ns(p["max_joint_state_age_s"])
         self.joint_names = [*self.kin.arm_joint_names, self.kin.gripper_joint_name]

@@ -12,6 +12,13 @@ with, so what the policy saw and what the robot does agree. Here:
                 (upper limit) elsewhere: a parallel gripper grasps by closing until the object stops it, so
                 intermediate openings would only grasp loosely.
 
+A parallel gripper grasps the same with its fingers swapped: with ``symmetric_gripper`` the ee pose turned by
+180 degrees about its approach axis (the ee frame's z) is an equally good target. Which of the two a chunk follows is
+chosen at its first step, as the one the arm reaches with the smaller joint change from the joint state: a
+human wrist turns through angles that put the arm's last joint at its limit for one of the two (measured on
+the synthetic serve_bread demonstrations: from the home configuration the first pose of 5 of 6 demos was
+unreachable, its turned twin reachable in all 6).
+
 Steps the IK cannot reach are clamped to the nearest reachable pose and flagged (see ``ik``). How fast the
 joints would have to move between steps (``speed_ratio``: the largest |dq| / (dt v_max) over joints, from the
 joint state for the first step) is reported, not limited: limiting is the trajectory controller's job.
@@ -38,9 +45,13 @@ class RetargetedChunk:
     speed_ratio: np.ndarray       # (H,) largest |dq| / (dt v_max) over the joints; > 1: faster than the limits
 
 
+# The ee frame turned by 180 degrees about its approach axis z: the fingers swap places.
+TURN_ABOUT_APPROACH = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
 class Retargeter:
     def __init__(self, kinematics: RobotKinematics, T_ee_gripper, ik_config: IKConfig | None = None,
-                 grasp_threshold: float = 0.5):
+                 grasp_threshold: float = 0.5, symmetric_gripper: bool = True):
         self.kin = kinematics
         self.T_ee_gripper = geometry.check_transform(np.asarray(T_ee_gripper, float), "T_ee_gripper")
         self._T_gripper_ee = geometry.invert(self.T_ee_gripper)
@@ -48,6 +59,7 @@ class Retargeter:
         if not 0.0 < grasp_threshold <= 1.0:
             raise ValueError(f"grasp_threshold must be in (0, 1], got {grasp_threshold}")
         self.grasp_threshold = grasp_threshold
+        self.symmetric_gripper = symmetric_gripper
         self.closed_m, self.open_m = kinematics.gripper_range
 
     def retarget(self, T_base_gripper, grasp, q_start, dt: float) -> RetargetedChunk:
@@ -62,12 +74,26 @@ class Retargeter:
             raise ValueError("chunk grasp contains NaN or inf")
         if not (np.isfinite(dt) and dt > 0):
             raise ValueError(f"chunk dt must be positive and finite, got {dt}")
-        solution = self.ik.solve_chunk(T_base_gripper @ self._T_gripper_ee, q_start)
+        T_base_ee = T_base_gripper @ self._T_gripper_ee
+        if self.symmetric_gripper and self._turned_is_nearer(T_base_ee[0], q_start):
+            T_base_ee = T_base_ee @ TURN_ABOUT_APPROACH
+        solution = self.ik.solve_chunk(T_base_ee, q_start)
         steps = np.diff(np.vstack([np.clip(q_start, self.kin.lower, self.kin.upper), solution.q]), axis=0)
         speed_ratio = np.max(np.abs(steps) / (dt * self.kin.velocity_limit), axis=1)
         return RetargetedChunk(q=solution.q, gripper_opening=self.gripper_opening(grasp), T_base_ee=solution.T_reached,
                                T_base_gripper=solution.T_reached @ self.T_ee_gripper, ik=solution,
                                speed_ratio=speed_ratio)
+
+    def _turned_is_nearer(self, T_base_ee, q_start) -> bool:
+        """Whether the arm reaches ``T_base_ee`` turned about its approach axis better than as it is: reached
+        where the other is not, else with the smaller joint change."""
+        q_start = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
+        fallbacks = (self.ik.middle,)
+        as_is, turned = (self.ik.solve(T, q_start, q_start, fallbacks)
+                         for T in (T_base_ee, T_base_ee @ TURN_ABOUT_APPROACH))
+        if as_is.reached != turned.reached:
+            return turned.reached
+        return float(np.abs(turned.q - q_start).max()) < float(np.abs(as_is.q - q_start).max())
 
     def gripper_opening(self, grasp) -> np.ndarray:
         """Opening per finger (m) for grasp values in 0..1."""

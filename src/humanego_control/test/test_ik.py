@@ -132,6 +132,26 @@ def test_fk_ik_round_trips_on_random_reachable_poses(robot):
     assert errors[:, 0].max() < 5e-4 and errors[:, 1].max() < 2e-3
 
 
+def test_far_targets_stuck_from_the_seed_are_reached_along_the_path_without_other_seeds():
+    """From the Panda's home, a direct descent to some far poses stops at a joint limit; solve() then walks
+    interpolated poses from the seed's own pose (no extra seeds given), and reaches them."""
+    kin = RobotKinematics.load("panda")
+    ik = InverseKinematics(kin)
+    home = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+    rng = np.random.default_rng(0)
+    stuck = reached = 0
+    for _ in range(150):
+        T = kin.fk(rng.uniform(kin.lower, kin.upper))
+        q, _, e, _ = ik._descend(T, home, home)
+        if np.linalg.norm(e[:3]) > 0.005 or np.linalg.norm(e[3:]) > math.radians(3):
+            stuck += 1
+            solution = ik.solve(T, home, home)
+            reached += solution.reached
+            if solution.reached:
+                np.testing.assert_allclose(kin.fk(solution.q), T, atol=2e-3)
+    assert stuck >= 5 and reached >= 3, (stuck, reached)
+
+
 @pytest.mark.parametrize("robot", ["panda", "ur5e"])
 def test_a_chunk_is_tracked_smoothly_from_the_measured_state(robot):
     kin = RobotKinematics.load(robot)

@@ -3,10 +3,13 @@ finger joint, joint speeds; the gripper outline drawn for RViz."""
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from humanego_control.retarget import Retargeter, gripper_outline
+from humanego_core.hand import pinch_in_hand
 from humanego_core.kinematics import RobotKinematics
 from humanego_perception.views import load_views_config
+from humanego_sim.human import FINGER_RADIUS, hand_landmarks
 
 
 @pytest.fixture(scope="module")
@@ -19,18 +22,36 @@ def alignment():
     return load_views_config().gripper.T_ee_gripper
 
 
-def test_the_shipped_alignment_puts_the_approach_axis_on_ee_z(panda, alignment):
-    # views.yaml: the hand frame's y (approach) is the ee's z, its x (closing axis) the ee's y (finger motion).
+def test_the_shipped_alignment_puts_the_fingers_on_the_pinch_of_a_grasping_hand(panda, alignment):
+    """views.yaml's alignment was measured on tracked (noisy) hands; the synthetic demonstrator's hand model
+    holding the bread (humanego_sim.human: a tip distance of the bread's width plus the finger pads) is the
+    reference: its pinch frame's squeeze axis is the fingers' motion (ee y), its y the approach (ee z)."""
+    R_hand_pinch = pinch_in_hand(hand_landmarks(0.05 + 2 * FINGER_RADIUS - 0.002))[:3, :3]
     q = np.array([0.2, -0.3, 0.1, -2.1, 0.1, 1.9, 0.6])
-    T_base_gripper = panda.fk(q) @ alignment
     T_base_ee = panda.fk(q)
-    np.testing.assert_allclose(T_base_gripper[:3, 1], T_base_ee[:3, 2], atol=1e-12)
-    np.testing.assert_allclose(T_base_gripper[:3, 0], T_base_ee[:3, 1], atol=1e-12)
-    np.testing.assert_allclose(T_base_gripper[:3, 3], T_base_ee[:3, 3], atol=1e-12)
+    T_base_hand = T_base_ee @ alignment
+    pinch = T_base_hand[:3, :3] @ R_hand_pinch
+    assert np.degrees(np.arccos(pinch[:, 0] @ T_base_ee[:3, 1])) < 10.0
+    assert np.degrees(np.arccos(pinch[:, 1] @ T_base_ee[:3, 2])) < 10.0
+    np.testing.assert_allclose(T_base_hand[:3, 3], T_base_ee[:3, 3], atol=1e-12)
     left = panda.frame_transform(q, "leftfinger", 0.03)[:3, 3]
     right = panda.frame_transform(q, "rightfinger", 0.03)[:3, 3]
-    # The fingers move apart along the gripper's closing axis.
-    assert abs(np.dot(left - right, T_base_gripper[:3, 0])) == pytest.approx(0.06, abs=1e-9)
+    # The fingers move apart along the ee's y.
+    assert abs(np.dot(left - right, T_base_ee[:3, 1])) == pytest.approx(0.06, abs=1e-9)
+
+
+def test_a_chunk_follows_the_fingers_swapped_pose_when_the_arm_reaches_it_with_less_motion(panda, alignment):
+    """The ee turned half a turn about its approach axis grasps the same: a target asking the last joint to
+    turn by 170 degrees (past its limit from here) is taken turned, 10 degrees of wrist motion away."""
+    q0 = np.array([0.0, -0.4, 0.0, -2.3, 0.0, 1.9, 0.8])
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_rotvec([0, 0, np.radians(170)]).as_matrix()
+    T_base_gripper = np.stack([panda.fk(q0) @ turn @ alignment] * 3)
+    symmetric = Retargeter(panda, alignment).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
+    assert symmetric.ik.reached.all()
+    assert np.abs(symmetric.q - q0).max() < np.radians(12)  # shared by the wrist joints
+    as_is = Retargeter(panda, alignment, symmetric_gripper=False).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
+    assert np.abs(as_is.q - q0).max() > 1.0 or not as_is.ik.reached.all()
 
 
 def test_gripper_poses_of_a_joint_path_retarget_back_to_it(panda, alignment):

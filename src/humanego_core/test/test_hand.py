@@ -47,3 +47,22 @@ def test_degenerate_and_nonfinite_landmarks_are_rejected():
         hand.hand_frame(bad)
     with pytest.raises(GeometryError, match="shape"):
         hand.hand_frame(np.zeros((20, 3)))
+
+
+def test_pinch_frame_follows_the_tips_and_sits_turned_in_the_hand_frame():
+    L = canonical_landmarks()
+    np.testing.assert_allclose(hand.pinch_frame(L), np.eye(4), atol=1e-12)  # tips on x, wrist on -y
+    # Turn the tips by 30 degrees about the hand's z around their midpoint: the knuckles (the hand frame) stay.
+    turn = Rotation.from_euler("z", 30, degrees=True)
+    L[[hand.THUMB_FINGERTIP, hand.INDEX_FINGERTIP]] = turn.apply(L[[hand.THUMB_FINGERTIP, hand.INDEX_FINGERTIP]])
+    np.testing.assert_allclose(hand.hand_frame(L), np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(hand.pinch_in_hand(L)[:3, :3], turn.as_matrix(), atol=1e-12)
+    # The relation is the hand's own: moving the whole hand keeps it.
+    R = Rotation.from_euler("xyz", [0.3, -1.1, 2.0])
+    moved = R.apply(L) + [0.4, -0.2, 0.9]
+    np.testing.assert_allclose(hand.pinch_in_hand(moved), hand.pinch_in_hand(L), atol=1e-12)
+    np.testing.assert_allclose(hand.pinch_frame(moved)[:3, :3], R.as_matrix() @ turn.as_matrix(), atol=1e-12)
+    bad = L.copy()
+    bad[hand.INDEX_FINGERTIP] = bad[hand.THUMB_FINGERTIP]
+    with pytest.raises(GeometryError, match="tips coincide"):
+        hand.pinch_frame(bad)

@@ -32,9 +32,9 @@ T_EE_GRIPPER = load_views_config().gripper.T_ee_gripper
 
 
 @pytest.mark.parametrize("robot", ["panda", "ur5e"])
-def test_gripper_hand_frame_follows_the_fingers(robot):
-    """Hand frame (DESIGN §5): origin at the TCP between the fingertips, x along the fingers' closing axis,
-    y the approach direction (from the fingers' base towards the tips), z = x cross y."""
+def test_gripper_hand_frame_is_the_ee_through_the_alignment(robot):
+    """Hand frame = the ee through views.yaml's alignment (measured against a ee frame whose y is the fingers'
+    closing axis and z the approach, from the fingers' base towards the tips), origin at the TCP."""
     kinematics = RobotKinematics.load(robot)
     hand = GripperHand(kinematics, T_EE_GRIPPER)
     rng = np.random.default_rng(3)
@@ -45,14 +45,16 @@ def test_gripper_hand_frame_follows_the_fingers(robot):
         state = hand.state(positions)
         T = state.T_world_hand
         geometry.check_transform(T)
+        T_ee = kinematics.fk(q)
+        np.testing.assert_allclose(T, T_ee @ T_EE_GRIPPER, atol=1e-12)
         left = kinematics.frame_transform(q, "leftfinger", opening)[:3, 3]
         right = kinematics.frame_transform(q, "rightfinger", opening)[:3, 3]
         base = kinematics.frame_transform(q, "leftfinger", 0.0)[:3, 3]  # where both fingers start, closed
-        np.testing.assert_allclose(T[:3, 3], kinematics.fk(q)[:3, 3], atol=1e-12)
+        np.testing.assert_allclose(T[:3, 3], T_ee[:3, 3], atol=1e-12)
         closing = (left - right) / np.linalg.norm(left - right)
-        assert abs(T[:3, 0] @ closing) == pytest.approx(1.0, abs=1e-9)
-        approach = (T[:3, 3] - base) / np.linalg.norm(T[:3, 3] - base)
-        np.testing.assert_allclose(T[:3, 1], approach, atol=1e-9)
+        assert abs(T_ee[:3, 1] @ closing) == pytest.approx(1.0, abs=1e-9)
+        approach = (T_ee[:3, 3] - base) / np.linalg.norm(T_ee[:3, 3] - base)
+        np.testing.assert_allclose(T_ee[:3, 2], approach, atol=1e-9)
         assert state.grasp == 0.0 and state.side == "right"
 
 

@@ -22,6 +22,9 @@ is published for them.
 ``policy:=replay`` plays a recorded demonstration's hand trajectory (humanego_policy.replay) through the same
 output at ``replay_rate_hz`` chunks per second, stamped with the current time, in ``replay_frame_id`` (the
 synthetic recordings' world is the simulator's ``world``): the input that checks retargeting without a policy.
+By default as recorded; ``replay_max_speed``, ``replay_lead_in_s``, ``replay_settle_s`` and
+``replay_grasp_dwell_s`` play it on a robot's timing (:class:`humanego_policy.replay.ReplayTiming`; the robot
+graph's config/policy.yaml sets them).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from humanego_core.actions import ACTION_DIM
 from humanego_core.ament_index import resource_path
 from humanego_core.timeutil import seconds_to_ns
 from humanego_interfaces.msg import ActionChunk, InteractionTokens
-from humanego_policy.replay import DemoReplay
+from humanego_policy.replay import DemoReplay, ReplayTiming
 from humanego_policy.runtime import PolicyRuntime
 from humanego_ros import conversions as conv
 from humanego_ros import qos
@@ -88,6 +91,14 @@ def parameters() -> list[ParamSpec]:
         ParamSpec("replay_rate_hz", 10.0, "replay: chunks per second.", minimum=0.1, maximum=200.0, read_only=True),
         ParamSpec("replay_speed", 1.0, "replay: playback speed (1 = as recorded).", minimum=0.01, maximum=100.0,
                   read_only=True),
+        ParamSpec("replay_max_speed", 0.0, "replay: the hand's speed cap (m/s); faster stretches play slower "
+                  "(0 = no cap).", minimum=0.0, maximum=10.0, read_only=True),
+        ParamSpec("replay_lead_in_s", 0.0, "replay: the first pose is held this long before the motion starts "
+                  "(the arm travels there).", minimum=0.0, maximum=60.0, read_only=True),
+        ParamSpec("replay_settle_s", 0.0, "replay: at each grasp change the hand stands still this long before "
+                  "the gripper moves ...", minimum=0.0, maximum=10.0, read_only=True),
+        ParamSpec("replay_grasp_dwell_s", 0.0, "replay: ... and this long after (a gripper takes time to close "
+                  "or open; a human hand is instant).", minimum=0.0, maximum=10.0, read_only=True),
         ParamSpec("replay_frame_id", "world", "replay: frame the recording's world poses are published in.",
                   read_only=True),
         ParamSpec("replay_loop", False, "replay: start over after the end instead of holding the last pose.",
@@ -265,7 +276,9 @@ class PolicyNode(Node):
         p = self.params
         if not p["recording"]:
             raise StartupError("policy:=replay needs the parameter 'recording' (a preprocessed recording folder)")
-        self.replay = DemoReplay.load(p["recording"], p["replay_hand"])
+        timing = ReplayTiming(p["replay_speed"], p["replay_max_speed"], p["replay_lead_in_s"], p["replay_settle_s"],
+                              p["replay_grasp_dwell_s"])
+        self.replay = DemoReplay.load(p["recording"], p["replay_hand"]).retimed(timing)
         self.replay_start_ns: int | None = None
         self.create_timer(1.0 / p["replay_rate_hz"], self._replay_tick)
         self.get_logger().info(f"replaying the {p['replay_hand']} hand of {p['recording']} "
@@ -280,12 +293,12 @@ class PolicyNode(Node):
             if self.pub.get_subscription_count() == 0:
                 return
             self.replay_start_ns = now
-        t = (now - self.replay_start_ns) * 1e-9 * p["replay_speed"]
+        t = (now - self.replay_start_ns) * 1e-9
         if p["replay_loop"]:
             t %= self.replay.duration + self.replay.dt
         poses, grasp, done = self.replay.chunk(t, p["replay_horizon"])
         self.pub.publish(conv.chunk_to_msg(poses[:, None], grasp[:, None], [p["replay_hand"]],
-                                           self.replay.dt / p["replay_speed"], done, now, p["replay_frame_id"],
+                                           self.replay.dt, done, now, p["replay_frame_id"],
                                            "replay"))
         with self._stats_lock:
             self.published += 1

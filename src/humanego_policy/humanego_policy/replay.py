@@ -7,6 +7,11 @@ and ``is_finished``. A chunk at playback time ``t`` holds the hand at ``t + (k +
 frames leave gaps), the grasp is the last recorded one, and past the end the hand holds its last pose with
 done probability 1.
 
+A robot cannot play a human hand's timing as it is: the hand closes and opens instantly and moves at up to
+0.7 m/s (the synthetic demos), and the arm starts wherever it stands. :meth:`DemoReplay.retimed` plays the
+same poses on a robot's timing (:class:`ReplayTiming`): the first pose held while the arm travels there, the
+hand's speed capped, and the hand held still around each grasp change while the fingers close or open.
+
 Poses are in the recording's world. For the synthetic recordings (humanego_sim.generate_demos) that world is
 the simulator's ``world`` frame, the parent of the robot's ``base_link`` in the sim's TF, so retargeting can take
 the chunks as they are; for a real Aria recording it is the MPS world, which a robot only knows through a
@@ -15,12 +20,28 @@ calibrated transform.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from humanego_core import geometry, training_data
+
+
+@dataclass(frozen=True)
+class ReplayTiming:
+    speed: float = 1.0            # playback speed of the recorded motion (1 = as recorded)
+    max_speed_m_s: float = 0.0    # the hand never moves faster than this (slower stretches stay); 0 = no cap
+    lead_in_s: float = 0.0        # the first pose is held this long before the motion starts
+    settle_s: float = 0.0         # at a grasp change, the hand waits this long before the fingers move ...
+    grasp_dwell_s: float = 0.0    # ... and this long after, before it moves on
+
+    def __post_init__(self):
+        for name in ("speed", "max_speed_m_s", "lead_in_s", "settle_s", "grasp_dwell_s"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0) or (name == "speed" and value == 0):
+                raise ValueError(f"replay timing {name} must be {'positive' if name == 'speed' else '>= 0'}, "
+                                 f"got {value}")
 
 
 @dataclass
@@ -60,6 +81,31 @@ class DemoReplay:
                    np.array([f["entities"]["hands"][hand]["grasp"] for f in frames], dtype=np.float64),
                    np.array([f["metadata"]["is_finished"] for f in frames], dtype=bool),
                    1.0 / fps.pop(), str(recording))
+
+    def retimed(self, timing: ReplayTiming) -> DemoReplay:
+        """The same poses on ``timing``: intervals divided by the speed, then stretched where the hand would
+        move faster than ``max_speed_m_s``; the first pose repeated after ``lead_in_s``; at each grasp change
+        (across 0.5) between frames i-1 and i, pose i-1 repeated with grasp i at ``settle_s`` and again at
+        ``settle_s + grasp_dwell_s`` after it, so the fingers move while the hand stands still."""
+        intervals = np.diff(self.times) / timing.speed
+        if timing.max_speed_m_s > 0:
+            travel = np.linalg.norm(np.diff(self.T_world_hand[:, :3, 3], axis=0), axis=1)
+            intervals = np.maximum(intervals, travel / timing.max_speed_m_s)
+        index, grasp, gaps = [0], [self.grasp[0]], [0.0]
+        if timing.lead_in_s > 0:
+            index, grasp, gaps = [0, 0], [self.grasp[0]] * 2, [0.0, timing.lead_in_s]
+        for i in range(1, len(self.times)):
+            wait = timing.settle_s + timing.grasp_dwell_s
+            if (self.grasp[i] >= 0.5) != (self.grasp[i - 1] >= 0.5) and wait > 0:
+                index += [i - 1, i - 1]
+                grasp += [self.grasp[i]] * 2
+                gaps += [max(timing.settle_s, 1e-3), max(timing.grasp_dwell_s, 1e-3)]
+            index.append(i)
+            grasp.append(self.grasp[i])
+            gaps.append(intervals[i - 1])
+        index = np.array(index)
+        return replace(self, times=np.cumsum(gaps), T_world_hand=self.T_world_hand[index], grasp=np.array(grasp),
+                       finished=self.finished[index])
 
     def chunk(self, t: float, horizon: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(T_world_hand (H, 4, 4), grasp (H,), done probability) of the chunk at playback time ``t`` (s)."""

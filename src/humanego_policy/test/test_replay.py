@@ -1,12 +1,13 @@
 """The replay policy's chunks: the recorded hand trajectory sampled at the action steps, interpolated across
-dropped frames, held at the end (done), with the last recorded grasp."""
+dropped frames, held at the end (done), with the last recorded grasp; retimed for a robot: lead-in, speed
+cap, the hand still while the grasp changes."""
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from humanego_core import geometry
-from humanego_policy.replay import DemoReplay
+from humanego_policy.replay import DemoReplay, ReplayTiming
 
 DT = 0.1
 
@@ -51,3 +52,32 @@ def test_after_the_end_the_hand_holds_and_the_task_is_done():
 def test_a_recording_without_preprocessed_frames_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess/all_data holds no training_data.json"):
         DemoReplay.load(tmp_path)
+
+
+def test_retimed_holds_the_first_pose_caps_the_speed_and_stands_still_while_the_grasp_changes():
+    recorded = demo(np.arange(11) * DT)  # 0.2 m/s, grasp closing between 0.4 and 0.5 s
+    robot = recorded.retimed(ReplayTiming(speed=0.5, max_speed_m_s=0.05, lead_in_s=1.0, settle_s=0.2,
+                                          grasp_dwell_s=0.6))
+    # 0.02 m per 0.1 s recorded: 0.2 s at half speed, 0.4 s under the 0.05 m/s cap.
+    expected = [0.0, 1.0] + [1.0 + 0.4 * k for k in range(1, 5)]  # lead-in, then frames 1..4
+    expected += [expected[-1] + 0.2, expected[-1] + 0.8]  # frame 4 again (closed) after settling, then dwelling
+    expected += [expected[-1] + 0.4 * k for k in range(1, 7)]  # frames 5..10
+    np.testing.assert_allclose(robot.times, expected, atol=1e-12)
+    np.testing.assert_array_equal(robot.grasp, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    for T, index in zip(robot.T_world_hand, [0, 0, 1, 2, 3, 4, 4, 4, 5, 6, 7, 8, 9, 10], strict=True):
+        np.testing.assert_allclose(T, pose(index * DT), atol=1e-12)
+    # Between the repeated frame-4 poses the hand stands still with the gripper closing.
+    poses, grasp, _ = robot.chunk(expected[6] + 0.05, 3)
+    np.testing.assert_allclose(poses, np.stack([pose(0.4)] * 3), atol=1e-12)
+    np.testing.assert_array_equal(grasp, [1, 1, 1])
+
+
+def test_as_recorded_timing_changes_nothing_and_bad_timing_is_refused():
+    recorded = demo(np.arange(11) * DT)
+    same = recorded.retimed(ReplayTiming())
+    np.testing.assert_allclose(same.times, recorded.times, atol=1e-12)
+    np.testing.assert_array_equal(same.grasp, recorded.grasp)
+    with pytest.raises(ValueError, match="speed must be positive"):
+        ReplayTiming(speed=0.0)
+    with pytest.raises(ValueError, match="grasp_dwell_s must be >= 0"):
+        ReplayTiming(grasp_dwell_s=float("nan"))

@@ -24,6 +24,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from humanego_core import geometry
 from humanego_core import hand as landmarks_ids
 from humanego_core.config import option
+from humanego_core.hand import pinch_frame
 from humanego_core.profiles import min_jerk
 from humanego_sim.tasks import Task, footprint_radius, object_height, support_height
 from humanego_sim.world import OPTICAL_FROM_MUJOCO_CAMERA, look_at_rotation
@@ -150,17 +151,6 @@ def hand_normals() -> tuple[np.ndarray, np.ndarray]:
     """Palm and wrist normals of the skeleton in the MPS wrist frame (the palm faces -y there)."""
     palm = np.array([0.08, -1.0, -0.05])
     return palm / np.linalg.norm(palm), np.array([0.0, -1.0, 0.0])
-
-
-def pinch_frame(landmarks: np.ndarray) -> np.ndarray:
-    """The frame the demonstrator plans with: origin between the thumb and index tips, x from the thumb
-    tip to the index tip (the squeeze axis), y towards the fingers (away from the wrist)."""
-    thumb, index = landmarks[landmarks_ids.THUMB_FINGERTIP], landmarks[landmarks_ids.INDEX_FINGERTIP]
-    x = (index - thumb) / np.linalg.norm(index - thumb)
-    y = 0.5 * (thumb + index) - landmarks[landmarks_ids.WRIST]
-    y = y - np.dot(y, x) * x
-    y /= np.linalg.norm(y)
-    return geometry.make_transform(np.column_stack([x, y, np.cross(x, y)]), 0.5 * (thumb + index))
 
 
 # Bones drawn as capsules: (name, landmark a, landmark b, radius); fingers in MPS layout.
