@@ -23,9 +23,11 @@ flagged (``reached`` False: position error above ``reach_position_m`` or rotatio
 ``reach_rotation_deg``); the target itself is never passed on. A step that is not reached from its warm start
 is solved again along a path of poses interpolated from the warm start's pose to the target (``path_step_m``,
 ``path_step_deg`` apart, each warm-starting the next: a far target, such as the first pose of a chunk seen
-from the home configuration, otherwise ends in a local minimum at a joint limit), then from the chunk's start
-configuration and the middle of the joint ranges, and the solution nearest its target is kept (not for
-targets outside the arm's reach sphere, which no seed reaches). The
+from the home configuration, otherwise ends in a local minimum at a joint limit). Only if that misses by
+more than ``reseed_position_m`` / ``reseed_rotation_deg`` (a joint pinned at its limit misses by millimetres
+and frees itself a few steps later; another branch would be a jump of the whole arm within one step) is it
+solved from the chunk's start configuration and the middle of the joint ranges, and the solution nearest its
+target is kept (not for targets outside the arm's reach sphere, which no seed reaches). The
 descent ends when no joint moves more than ``step_tolerance_rad`` or an iteration lowers C by less than
 ``cost_tolerance`` of it: towards an unreachable target the stretched arm creeps, and more iterations would
 move the clamped pose by a fraction of a millimetre (0.3 mm in test_ik.py's out-of-reach case).
@@ -66,6 +68,10 @@ class IKConfig:
                                      "flagged unreachable", minimum=1e-6, maximum=1.0)
     reach_rotation_deg: float = option(3.0, help="a solution rotated more than this from its target is flagged "
                                        "unreachable", minimum=1e-4, maximum=180.0)
+    reseed_position_m: float = option(0.02, help="a step missed by at most this (and reseed_rotation_deg) from its "
+                                      "warm start's branch stays there, flagged, instead of being solved from other "
+                                      "seeds: another branch is a jump of the whole arm", minimum=0.0, maximum=1.0)
+    reseed_rotation_deg: float = option(10.0, help="see reseed_position_m", minimum=0.0, maximum=180.0)
     path_step_m: float = option(0.05, help="a target not reached from its warm start is approached along poses "
                                 "at most this far apart", minimum=1e-3, maximum=1.0)
     path_step_deg: float = option(15.0, help="... and at most this much rotated from each other",
@@ -198,7 +204,7 @@ class InverseKinematics:
             distance = float(e @ (self._w2 * e))
             if best is None or distance < best[0]:
                 best = (distance, q, T, e)
-            if self._reached(e):
+            if self._reached(e) or (isinstance(start, str) and self._near(e)):
                 break
         _, q, T, e = best
         return IKSolution(q=q, T_reached=T, position_error_m=float(np.linalg.norm(e[:3])),
@@ -223,6 +229,10 @@ class InverseKinematics:
         q, T, e, iterations = self._descend(T_target, q, q_prev)
         return q, T, e, total + iterations
 
+    def _near(self, e: np.ndarray) -> bool:
+        return bool(np.linalg.norm(e[:3]) <= self.config.reseed_position_m
+                    and np.linalg.norm(e[3:]) <= math.radians(self.config.reseed_rotation_deg))
+
     def _reached(self, e: np.ndarray) -> bool:
         return bool(np.linalg.norm(e[:3]) <= self.config.reach_position_m
                     and np.linalg.norm(e[3:]) <= math.radians(self.config.reach_rotation_deg))
@@ -235,10 +245,10 @@ class InverseKinematics:
             raise ValueError(f"IK chunk targets must be (H, 4, 4) with H >= 1, got shape {T_targets.shape}")
         geometry.check_transform(T_targets, "IK chunk targets")
         q_prev = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
-        fallbacks = (q_prev, self.middle)
         solutions = []
-        for T_target in T_targets:
-            solution = self.solve(T_target, q_prev, q_prev, fallbacks)
+        for k, T_target in enumerate(T_targets):
+            # Other seeds only for the first step: later, another branch is a jump of the arm within one step.
+            solution = self.solve(T_target, q_prev, q_prev, () if k else (self.middle,))
             solutions.append(solution)
             q_prev = solution.q
         return ChunkSolution(q=np.stack([s.q for s in solutions]),

@@ -22,7 +22,7 @@ is published for them.
 ``policy:=replay`` plays a recorded demonstration's hand trajectory (humanego_policy.replay) through the same
 output at ``replay_rate_hz`` chunks per second, stamped with the current time, in ``replay_frame_id`` (the
 synthetic recordings' world is the simulator's ``world``): the input that checks retargeting without a policy.
-By default as recorded; ``replay_max_speed``, ``replay_lead_in_s``, ``replay_settle_s`` and
+By default as recorded; ``replay_max_speed``, ``replay_max_turn``, ``replay_lead_in_s``, ``replay_settle_s`` and
 ``replay_grasp_dwell_s`` play it on a robot's timing (:class:`humanego_policy.replay.ReplayTiming`; the robot
 graph's config/policy.yaml sets them).
 """
@@ -93,6 +93,8 @@ def parameters() -> list[ParamSpec]:
                   read_only=True),
         ParamSpec("replay_max_speed", 0.0, "replay: the hand's speed cap (m/s); faster stretches play slower "
                   "(0 = no cap).", minimum=0.0, maximum=10.0, read_only=True),
+        ParamSpec("replay_max_turn", 0.0, "replay: the hand's turning speed cap (rad/s; 0 = no cap).",
+                  minimum=0.0, maximum=100.0, read_only=True),
         ParamSpec("replay_lead_in_s", 0.0, "replay: the first pose is held this long before the motion starts "
                   "(the arm travels there).", minimum=0.0, maximum=60.0, read_only=True),
         ParamSpec("replay_settle_s", 0.0, "replay: at each grasp change the hand stands still this long before "
@@ -276,8 +278,8 @@ class PolicyNode(Node):
         p = self.params
         if not p["recording"]:
             raise StartupError("policy:=replay needs the parameter 'recording' (a preprocessed recording folder)")
-        timing = ReplayTiming(p["replay_speed"], p["replay_max_speed"], p["replay_lead_in_s"], p["replay_settle_s"],
-                              p["replay_grasp_dwell_s"])
+        timing = ReplayTiming(p["replay_speed"], p["replay_max_speed"], p["replay_max_turn"], p["replay_lead_in_s"],
+                              p["replay_settle_s"], p["replay_grasp_dwell_s"])
         self.replay = DemoReplay.load(p["recording"], p["replay_hand"]).retimed(timing)
         self.replay_start_ns: int | None = None
         self.create_timer(1.0 / p["replay_rate_hz"], self._replay_tick)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from humanego_core import geometry, training_data
 
@@ -32,12 +33,13 @@ from humanego_core import geometry, training_data
 class ReplayTiming:
     speed: float = 1.0            # playback speed of the recorded motion (1 = as recorded)
     max_speed_m_s: float = 0.0    # the hand never moves faster than this (slower stretches stay); 0 = no cap
+    max_turn_rad_s: float = 0.0   # ... nor turns faster than this; 0 = no cap
     lead_in_s: float = 0.0        # the first pose is held this long before the motion starts
     settle_s: float = 0.0         # at a grasp change, the hand waits this long before the fingers move ...
     grasp_dwell_s: float = 0.0    # ... and this long after, before it moves on
 
     def __post_init__(self):
-        for name in ("speed", "max_speed_m_s", "lead_in_s", "settle_s", "grasp_dwell_s"):
+        for name in ("speed", "max_speed_m_s", "max_turn_rad_s", "lead_in_s", "settle_s", "grasp_dwell_s"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0) or (name == "speed" and value == 0):
                 raise ValueError(f"replay timing {name} must be {'positive' if name == 'speed' else '>= 0'}, "
@@ -84,13 +86,17 @@ class DemoReplay:
 
     def retimed(self, timing: ReplayTiming) -> DemoReplay:
         """The same poses on ``timing``: intervals divided by the speed, then stretched where the hand would
-        move faster than ``max_speed_m_s``; the first pose repeated after ``lead_in_s``; at each grasp change
+        move faster than ``max_speed_m_s`` or turn faster than ``max_turn_rad_s``; the first pose repeated after ``lead_in_s``; at each grasp change
         (across 0.5) between frames i-1 and i, pose i-1 repeated with grasp i at ``settle_s`` and again at
         ``settle_s + grasp_dwell_s`` after it, so the fingers move while the hand stands still."""
         intervals = np.diff(self.times) / timing.speed
         if timing.max_speed_m_s > 0:
             travel = np.linalg.norm(np.diff(self.T_world_hand[:, :3, 3], axis=0), axis=1)
             intervals = np.maximum(intervals, travel / timing.max_speed_m_s)
+        if timing.max_turn_rad_s > 0:
+            R = self.T_world_hand[:, :3, :3]
+            turn = Rotation.from_matrix(np.swapaxes(R[:-1], 1, 2) @ R[1:]).magnitude()
+            intervals = np.maximum(intervals, turn / timing.max_turn_rad_s)
         index, grasp, gaps = [0], [self.grasp[0]], [0.0]
         if timing.lead_in_s > 0:
             index, grasp, gaps = [0, 0], [self.grasp[0]] * 2, [0.0, timing.lead_in_s]

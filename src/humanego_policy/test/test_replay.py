@@ -81,3 +81,9 @@ def test_as_recorded_timing_changes_nothing_and_bad_timing_is_refused():
         ReplayTiming(speed=0.0)
     with pytest.raises(ValueError, match="grasp_dwell_s must be >= 0"):
         ReplayTiming(grasp_dwell_s=float("nan"))
+
+
+def test_retimed_caps_the_turning_speed():
+    recorded = demo(np.arange(11) * DT)  # turning at 0.5 rad/s, moving at 0.2 m/s
+    robot = recorded.retimed(ReplayTiming(max_speed_m_s=1.0, max_turn_rad_s=0.25))
+    np.testing.assert_allclose(np.diff(robot.times), 0.2, atol=1e-9)  # 0.05 rad per step at 0.25 rad/s
