@@ -214,8 +214,10 @@ def test_replay_closes_the_loop_and_the_arm_moves_toward_the_bread(tmp_path, pro
 
     start, target = write_reach_recording(tmp_path / "recordings" / "reach", SEED)
     ns = f"closed_loop_{id(tmp_path) % 100000}"
+    # The recording starts where the arm stands: no lead-in is needed to get there.
     config = RunConfig(policy="replay", seeds=[SEED], recordings=tmp_path / "recordings", timeout_s=REACH_S + 3.0,
-                       namespace=ns, out_dir=tmp_path / "run", bag=True, video=True)
+                       namespace=ns, out_dir=tmp_path / "run", bag=True, video=True,
+                       node_parameters={"policy": {"replay_lead_in_s": 0.0}})
     lines = []
     runner = ClosedLoopRunner(config, log=lines.append)
     outcome = {}

@@ -86,9 +86,10 @@ class DemoReplay:
 
     def retimed(self, timing: ReplayTiming) -> DemoReplay:
         """The same poses on ``timing``: intervals divided by the speed, then stretched where the hand would
-        move faster than ``max_speed_m_s`` or turn faster than ``max_turn_rad_s``; the first pose repeated after ``lead_in_s``; at each grasp change
-        (across 0.5) between frames i-1 and i, pose i-1 repeated with grasp i at ``settle_s`` and again at
-        ``settle_s + grasp_dwell_s`` after it, so the fingers move while the hand stands still."""
+        move faster than ``max_speed_m_s`` or turn faster than ``max_turn_rad_s``; the first pose repeated after
+        ``lead_in_s``; at each grasp change (across 0.5) between frames i-1 and i, pose i-1 repeated with grasp
+        i at ``settle_s`` and again at ``settle_s + grasp_dwell_s`` after it, so the fingers move while the hand
+        stands still."""
         intervals = np.diff(self.times) / timing.speed
         if timing.max_speed_m_s > 0:
             travel = np.linalg.norm(np.diff(self.T_world_hand[:, :3, 3], axis=0), axis=1)
