@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from humanego_sim.generate_demos import generate
 
@@ -15,3 +16,12 @@ def demos_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serve_bread")
     generate("serve_bread", 2, out, seed=0, width=SIZE, height=SIZE, progress=False)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run faster on one thread than split over two, and leave the other core to the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

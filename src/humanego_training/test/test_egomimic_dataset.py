@@ -24,12 +24,7 @@ from humanego_training.egomimic_dataset import (
 H, J, SIZE = 6, 3, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def human_demo(T: int, seed: int) -> dict[str, np.ndarray]:

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from humanego_policy.checkpoint import load_checkpoint
@@ -22,12 +21,7 @@ TINY = {"horizon": H, "image_size": [16, 16], "image_levels": 2, "image_channels
         "encoder_layers": 1, "decoder_layers": 1, "ffn_dim": 64, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

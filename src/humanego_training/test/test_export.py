@@ -22,12 +22,7 @@ TINY = {"horizon": 8, "image_size": [16, 16], "image_levels": 2, "image_channels
 STATS = NormStats(np.array([0.4, 0.0, 0.2]), np.array([0.1, 0.2, 0.05]), {"frames": 12})
 
 
-@pytest.fixture(autouse=True)
-def few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_checkpoint(path, dual_hand=False, seed=0):

@@ -13,18 +13,12 @@ from humanego_policy.policies import build_policy
 from humanego_policy.runtime import PolicyRuntime
 from humanego_training.export import export_bundle, export_graphs
 
-TINY = {"horizon": 12, "image_size": [16, 16], "image_levels": 2, "image_channels": 8, "dim": 32, "heads": 2,
-        "style_layers": 1, "encoder_layers": 1, "decoder_layers": 2, "ffn_dim": 64, "dropout": 0.0,
-        "latent_dim": 4, "kl_weight": 1.0}
+TINY = {"preset": "cpu", "horizon": 12, "image_size": [16, 16], "image_levels": 2, "image_channels": 8, "dim": 32,
+        "heads": 2, "ffn_dim": 64, "latent_dim": 4, "dropout": 0.0}
 TOKEN_DIM, MAX_TOKENS = 20, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def observations(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
