@@ -1,0 +1,119 @@
+"""The replay closed loop without ROS: the robot side's parts in one process, in lock step, without latency.
+
+    python benchmarks/closed_loop_headless.py [--seeds 8] [--first-seed 0] [--mode receding_horizon]
+
+Per seed: the human demonstration of that scene (build/data/serve_bread/demo_<seed>, on the robot's timing of
+config/policy.yaml) is retargeted every 0.1 s from the measured joints (humanego_control.retarget, the
+alignment of config/views.yaml), executed by the trajectory executor and safety filter at 100 Hz
+(config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What the graph adds,
+DDS, process scheduling and IK latency, is absent: comparing this with benchmarks/closed_loop.py separates
+retargeting and control from timing. An episode succeeds by the task's check; it stops at 20 s of sim time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from humanego_control.retarget import Retargeter
+from humanego_control.trajectory import ExecutorConfig, TrajectoryExecutor
+from humanego_control.trajectory_controller_node import FrameOrigins
+from humanego_core.kinematics import RobotKinematics
+from humanego_core.safety import JointLimits, SafetyFilter, WorkspaceBox
+from humanego_perception.views import load_views_config
+from humanego_policy.replay import DemoReplay, ReplayTiming
+from humanego_sim.robot_sim import RobotSim, TrajectoryPoint
+from humanego_sim.tasks import load_task
+
+WORKSPACE = Path(__file__).resolve().parents[1]
+CHUNK_EVERY_S = 0.1  # the replay policy's rate
+HORIZON = 50
+
+
+def node_parameters(node: str) -> dict:
+    return yaml.safe_load((WORKSPACE / "config" / f"{node}.yaml").read_text())[f"/**/{node}"]["ros__parameters"]
+
+
+def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[bool, float, float, dict]:
+    """(success, sim seconds, bread's distance from the plate centre in m, safety counters)."""
+    control, policy = node_parameters("trajectory_controller"), node_parameters("policy")
+    sim = RobotSim(load_task("serve_bread"), "panda", seed=seed)
+    static = {child: (parent, T) for parent, child, T in sim.static_transforms()}
+
+    def in_world(frame):
+        parent, T = static[frame]
+        return T if parent == "world" else in_world(parent) @ T
+
+    T_base_world = np.linalg.inv(in_world("base_link"))
+    kin = RobotKinematics.load("panda")
+    retargeter = Retargeter(kin, load_views_config().gripper.T_ee_gripper)
+    timing = ReplayTiming(policy["replay_speed"], policy["replay_max_speed"], policy["replay_max_turn"],
+                          policy["replay_lead_in_s"], policy["replay_settle_s"], policy["replay_grasp_dwell_s"])
+    replay = DemoReplay.load(recording).retimed(timing)
+    period = 1.0 / control["control_rate_hz"]
+    limits = JointLimits.make(kin.lower, kin.upper, kin.velocity_limit * control["velocity_scale"],
+                              control["acceleration_limit"], control["max_step_rad"])
+    safety = SafetyFilter(limits.narrowed(control["position_margin_rad"]), period, control["stop_deceleration"],
+                          WorkspaceBox.make(control["workspace_min"], control["workspace_max"]),
+                          FrameOrigins(kin, list(control["workspace_frames"])))
+    executor = TrajectoryExecutor(ExecutorConfig(mode=mode, ensemble_decay=control["ensemble_decay"]), safety,
+                                  kin.arm_joint_names, kin.gripper_joint_name, kin.gripper_range, kin.base_frame)
+    names = [*kin.arm_joint_names, kin.gripper_joint_name]
+    substeps = round(period / sim.timestep)
+    next_chunk = 0.0
+    try:
+        while sim.elapsed < seconds:
+            t = sim.elapsed
+            snapshot = sim.snapshot()
+            q = snapshot.positions[:kin.n]
+            executor.on_joint_state(q, t)
+            if t >= next_chunk - 1e-9:
+                poses, grasp, _ = replay.chunk(t, HORIZON)
+                out = retargeter.retarget(T_base_world @ poses, grasp, q, replay.dt)
+                times = replay.dt * np.arange(1, HORIZON + 1)
+                executor.add_chunk(names, times, np.c_[out.q, out.gripper_opening], t, kin.base_frame, t, t)
+                next_chunk += CHUNK_EVERY_S
+            command = executor.tick(t, t)
+            if command is not None:
+                sim.set_trajectory(sim.robot.arm_joints, [TrajectoryPoint(period, command.position, command.velocity)])
+                if command.gripper is not None:
+                    sim.set_gripper(command.gripper)
+            sim.step(substeps)
+            if snapshot.success.success:
+                break
+        check = sim.snapshot().success
+        counters = {k: v for k, v in executor.counters().items() if k.startswith(("limited_", "hold_")) and v}
+        return check.success, sim.elapsed, check.xy_distance, counters
+    finally:
+        sim.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=8, help="number of episodes (default 8)")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--recordings", type=Path, default=WORKSPACE / "build" / "data" / "serve_bread",
+                        help="preprocessed recordings demo_<seed> (default build/data/serve_bread)")
+    parser.add_argument("--mode", choices=("receding_horizon", "temporal_ensembling"),
+                        default=node_parameters("trajectory_controller")["mode"])
+    parser.add_argument("--seconds", type=float, default=20.0, help="sim seconds per episode (default 20)")
+    args = parser.parse_args()
+    successes = 0
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"replay, headless, {args.mode}: seed | success | sim s | bread from the plate centre cm | safety")
+    for seed in seeds:
+        recording = args.recordings / f"demo_{seed:04d}"
+        if not recording.is_dir():
+            parser.error(f"{recording} does not exist: make it with scripts/make_training_data.sh")
+        success, seconds, distance, counters = run_episode(seed, recording, args.mode, args.seconds)
+        successes += success
+        print(f"{seed} | {'yes' if success else 'no'} | {seconds:.1f} | {distance * 100:.1f} | {counters}", flush=True)
+    print(f"success {successes}/{len(seeds)} = {100 * successes / len(seeds):.0f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
