@@ -81,12 +81,12 @@ def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[
                 sim.set_trajectory(sim.robot.arm_joints, [TrajectoryPoint(period, command.position, command.velocity)])
                 if command.gripper is not None:
                     sim.set_gripper(command.gripper)
-            sim.step(substeps)
-            if snapshot.success.success:
+            if snapshot.success.success:  # the episode ends at the first state that passes the task's check
                 break
-        check = sim.snapshot().success
+            sim.step(substeps)
+        check = snapshot.success
         counters = {k: v for k, v in executor.counters().items() if k.startswith(("limited_", "hold_")) and v}
-        return check.success, sim.elapsed, check.xy_distance, counters
+        return check.success, snapshot.elapsed, check.xy_distance, counters
     finally:
         sim.close()
 
