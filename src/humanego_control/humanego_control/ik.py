@@ -197,7 +197,10 @@ class InverseKinematics:
         starts = [seed] + ([] if beyond else ["path", *(s for s in extra_seeds if not np.array_equal(s, seed))])
         for start in starts:
             if isinstance(start, str):
-                q, T, e, iterations = self._along_path(T_target, seed, q_prev)
+                along = self._along_path(T_target, seed, q_prev)
+                if along is None:  # the target is within one path step: the warm start was that path
+                    continue
+                q, T, e, iterations = along
             else:
                 q, T, e, iterations = self._descend(T_target, start, q_prev)
             total += iterations
@@ -211,21 +214,23 @@ class InverseKinematics:
                           rotation_error_rad=float(np.linalg.norm(e[3:])), reached=self._reached(e),
                           iterations=total)
 
-    def _along_path(self, T_target: np.ndarray, seed: np.ndarray, q_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                              np.ndarray, int]:
+    def _along_path(self, T_target: np.ndarray, seed: np.ndarray,
+                    q_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
         """:meth:`_descend` to ``T_target`` through poses interpolated from ``fk(seed)``, each warm-starting the
-        next (a homotopy: the solution follows the seed's branch instead of stopping at a joint limit)."""
+        next (a homotopy: the solution follows the seed's branch instead of stopping at a joint limit); None
+        when the target lies within one path step of the seed's pose."""
         T_from = self.kin.fk(np.clip(seed, self.kin.lower, self.kin.upper))
         distance = np.linalg.norm(T_target[:3, 3] - T_from[:3, 3])
         angle = np.linalg.norm(pin.log3(T_target[:3, :3] @ T_from[:3, :3].T))
         n = math.ceil(max(distance / self.config.path_step_m, angle / math.radians(self.config.path_step_deg)))
+        if n <= 1:
+            return None
         q, total = seed, 0
-        if n > 1:
-            path = geometry.interpolate_trajectory(np.array([0.0, 1.0]), np.stack([T_from, T_target]),
-                                                   np.arange(1, n) / n)
-            for T_via in path:
-                q, _, _, iterations = self._descend(T_via, q, q)
-                total += iterations
+        path = geometry.interpolate_trajectory(np.array([0.0, 1.0]), np.stack([T_from, T_target]),
+                                               np.arange(1, n) / n)
+        for T_via in path:
+            q, _, _, iterations = self._descend(T_via, q, q)
+            total += iterations
         q, T, e, iterations = self._descend(T_target, q, q_prev)
         return q, T, e, total + iterations
 
