@@ -79,6 +79,10 @@ def parameters() -> list[ParamSpec]:
         ParamSpec("arm", "", "Arm of the chunk to execute (ActionChunk.arms); empty = the chunk's only arm."),
         ParamSpec("allowed_frames", "", "Comma-separated frames a chunk may be expressed in; empty = any frame TF "
                   "connects to the base frame."),
+        ParamSpec("horizon_steps", 0, "Retarget only the first N steps of each chunk (0 = all): the controller "
+                  "acts on a chunk until the next one arrives, and IK time grows with N.", minimum=0, maximum=10000),
+        ParamSpec("transform_timeout_s", 0.2, "How long a chunk waits for the transform of its frame at its stamp "
+                  "(a busy machine delivers /tf late) before it is rejected.", minimum=0.0, maximum=5.0),
         ParamSpec("max_joint_state_age_s", 0.5, "Largest time the warm-start joint state may lie before a chunk's "
                   "stamp.", minimum=0.0, maximum=10.0),
         ParamSpec("grasp_threshold", 0.5, "Grasp value from which the gripper is commanded closed.",
@@ -182,6 +186,8 @@ class IkRetargetNode(Node):
         started = time.perf_counter()
         try:
             T_base_gripper, grasp, stamp_ns = self._targets(msg)
+            steps = self.params["horizon_steps"] or len(grasp)
+            T_base_gripper, grasp = T_base_gripper[:steps], grasp[:steps]
             q_start = self._warm_start(stamp_ns)
             try:
                 out = self.retargeter.retarget(T_base_gripper, grasp, q_start, msg.dt)
@@ -231,7 +237,7 @@ class IkRetargetNode(Node):
             raise RejectedChunk("out_of_order", f"stamp {stamp_ns} ns is not after the last chunk's "
                                 f"{self.last_stamp_ns} ns")
         try:
-            T_base_frame = self.tf.lookup(self.base_frame, frame, stamp_ns)
+            T_base_frame = self.tf.lookup(self.base_frame, frame, stamp_ns, self.params["transform_timeout_s"])
         except TransformLookupError as exc:
             raise RejectedChunk("no_transform", str(exc)) from None
         return T_base_frame @ poses[:, index], grasp[:, index], stamp_ns

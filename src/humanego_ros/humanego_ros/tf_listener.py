@@ -9,6 +9,7 @@ the executor: one bad publisher must not take the listening node down.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import numpy as np
@@ -16,9 +17,11 @@ from rclpy.node import Node
 from tf2_msgs.msg import TFMessage
 
 from humanego_core import geometry
-from humanego_core.transform_tree import DEFAULT_BUFFER_DURATION_NS, TransformTree
+from humanego_core.transform_tree import DEFAULT_BUFFER_DURATION_NS, TransformLookupError, TransformTree
 from humanego_ros import conversions as conv
 from humanego_ros import qos
+
+LOOKUP_POLL_S = 0.005  # how often a lookup with a timeout tries again
 
 
 class TfListener:
@@ -31,9 +34,21 @@ class TfListener:
         node.create_subscription(TFMessage, "/tf_static", lambda msg: self._on_message(msg, static=True),
                                  qos.TF_STATIC)
 
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int | None = None) -> np.ndarray:
-        """``T_target_source`` at ``stamp_ns`` (None: latest common time); raises TransformLookupError."""
-        return self.tree.lookup(target_frame, source_frame, stamp_ns)
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int | None = None,
+               timeout_s: float = 0.0) -> np.ndarray:
+        """``T_target_source`` at ``stamp_ns`` (None: latest common time); raises TransformLookupError.
+
+        ``timeout_s`` > 0 (as tf2's lookup_transform timeout): keep trying that long for the transform to arrive
+        (a busy machine delivers /tf late). Only from a thread other than the one spinning the node: the
+        subscriptions must run meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.tree.lookup(target_frame, source_frame, stamp_ns)
+            except TransformLookupError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(LOOKUP_POLL_S)
 
     def _on_message(self, msg: TFMessage, static: bool) -> None:
         edges, refused = [], []

@@ -2,6 +2,7 @@
 published; static transforms reach a late joiner; bad transforms are counted, not raised."""
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -88,3 +89,26 @@ def test_lookups_through_static_and_dynamic_tf(nodes):
     spin_until(lambda: sum(tf.rejected.values()) == 2, "the bad transforms to be counted")
     assert set(tf.rejected) == {("base_link", "gripper"), ("map", "base_link")}
     np.testing.assert_allclose(tf.lookup("camera_optical_frame", "base_link"), T_camera_base, atol=1e-12)
+
+
+def test_a_lookup_with_a_timeout_waits_for_a_late_transform(nodes):
+    """From another thread than the spinning one, as the IK node's solver thread asks while /tf arrives."""
+    publisher, listener, spin_until = nodes
+    pub_tf = publisher.create_publisher(TFMessage, "/tf", qos.TF)
+    tf = TfListener(listener)
+    spin_until(lambda: pub_tf.get_subscription_count() > 0, "the /tf subscription")
+    pub_tf.publish(TFMessage(transforms=[conv.matrix_to_transform_stamped(np.eye(4), "base_link", "tool", 1000)]))
+    spin_until(lambda: can_lookup(tf, "base_link", "tool", 1000), "the first transform")
+    with pytest.raises(ExtrapolationError, match="after the newest"):
+        tf.lookup("base_link", "tool", 2000)  # no timeout: at once
+    later = geometry.make_transform(np.eye(3), [0.2, 0.0, 0.0])
+    result = {}
+    asker = threading.Thread(target=lambda: result.update(T=tf.lookup("base_link", "tool", 2000, timeout_s=20.0)))
+    asker.start()
+    pub_tf.publish(TFMessage(transforms=[conv.matrix_to_transform_stamped(later, "base_link", "tool", 3000)]))
+    spin_until(lambda: not asker.is_alive(), "the waiting lookup")
+    np.testing.assert_allclose(result["T"], geometry.interpolate(np.eye(4), later, 0.5), atol=1e-12)
+    started = time.monotonic()
+    with pytest.raises(ExtrapolationError):
+        tf.lookup("base_link", "tool", 9000, timeout_s=0.1)
+    assert time.monotonic() - started >= 0.1
