@@ -19,10 +19,9 @@ import numpy as np
 import yaml
 
 from humanego_control.retarget import Retargeter
-from humanego_control.trajectory import ExecutorConfig, TrajectoryExecutor
-from humanego_control.trajectory_controller_node import FrameOrigins
+from humanego_control.trajectory import make_executor
+from humanego_control.trajectory_controller_node import shipped_parameters
 from humanego_core.kinematics import RobotKinematics
-from humanego_core.safety import JointLimits, SafetyFilter, WorkspaceBox
 from humanego_perception.views import load_views_config
 from humanego_policy.replay import DemoReplay, ReplayTiming
 from humanego_sim.robot_sim import RobotSim, TrajectoryPoint
@@ -39,7 +38,7 @@ def node_parameters(node: str) -> dict:
 
 def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[bool, float, float, dict]:
     """(success, sim seconds, bread's distance from the plate centre in m, safety counters)."""
-    control, policy = node_parameters("trajectory_controller"), node_parameters("policy")
+    control, policy = shipped_parameters(), node_parameters("policy")
     sim = RobotSim(load_task("serve_bread"), "panda", seed=seed)
     static = {child: (parent, T) for parent, child, T in sim.static_transforms()}
 
@@ -53,14 +52,9 @@ def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[
     timing = ReplayTiming(policy["replay_speed"], policy["replay_max_speed"], policy["replay_max_turn"],
                           policy["replay_lead_in_s"], policy["replay_settle_s"], policy["replay_grasp_dwell_s"])
     replay = DemoReplay.load(recording).retimed(timing)
+    # As the graph runs it, without the heartbeat node (nothing here can stall).
+    executor = make_executor(kin, control | {"mode": mode, "heartbeat_timeout_s": 0.0})
     period = 1.0 / control["control_rate_hz"]
-    limits = JointLimits.make(kin.lower, kin.upper, kin.velocity_limit * control["velocity_scale"],
-                              control["acceleration_limit"], control["max_step_rad"])
-    safety = SafetyFilter(limits.narrowed(control["position_margin_rad"]), period, control["stop_deceleration"],
-                          WorkspaceBox.make(control["workspace_min"], control["workspace_max"]),
-                          FrameOrigins(kin, list(control["workspace_frames"])))
-    executor = TrajectoryExecutor(ExecutorConfig(mode=mode, ensemble_decay=control["ensemble_decay"]), safety,
-                                  kin.arm_joint_names, kin.gripper_joint_name, kin.gripper_range, kin.base_frame)
     names = [*kin.arm_joint_names, kin.gripper_joint_name]
     substeps = round(period / sim.timestep)
     next_chunk = 0.0
@@ -98,7 +92,7 @@ def main() -> int:
     parser.add_argument("--recordings", type=Path, default=WORKSPACE / "build" / "data" / "serve_bread",
                         help="preprocessed recordings demo_<seed> (default build/data/serve_bread)")
     parser.add_argument("--mode", choices=("receding_horizon", "temporal_ensembling"),
-                        default=node_parameters("trajectory_controller")["mode"])
+                        default=shipped_parameters()["mode"])
     parser.add_argument("--seconds", type=float, default=20.0, help="sim seconds per episode (default 20)")
     args = parser.parse_args()
     successes = 0

@@ -28,20 +28,27 @@ stands. A hold is counted once per entry (``hold_<reason>``); chunk rejections p
 
 All times are seconds: ``now_s`` on the clock of the chunk stamps (ROS time, the simulator's under
 ``use_sim_time``) and ``mono_s`` on a monotonic clock for the watchdogs, which measure silence by arrival.
+
+:func:`make_executor` builds the executor and its safety filter from the trajectory_controller node's
+parameters (config/trajectory_controller.yaml), for the node and for anything that runs the same control
+without ROS (benchmarks).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pinocchio as pin
 from scipy.interpolate import CubicSpline
 
 from humanego_core.ensembling import LatestChunk, TemporalEnsembler
-from humanego_core.safety import SafetyFilter
+from humanego_core.kinematics import KinematicsError, RobotKinematics
+from humanego_core.safety import JointLimits, SafetyFilter, WorkspaceBox
 
 MODES = ("temporal_ensembling", "receding_horizon")
 HOLD_REASONS = ("estop", "no_heartbeat", "heartbeat_lost", "stale_joint_states", "tracking_error", "stale_chunk")
@@ -326,6 +333,40 @@ class TrajectoryExecutor:
         out = dict(self.counts)
         out.update({f"limited_{kind}": n for kind, n in self.safety.interventions.items()})
         return dict(sorted(out.items()))
+
+
+class FrameOrigins:
+    """Origins (base frame) of chosen URDF frames at arm joints q; its own pinocchio data (the control thread's)."""
+
+    def __init__(self, kin: RobotKinematics, frames: list[str]):
+        unknown = [f for f in frames if not kin.model.existFrame(f)]
+        if unknown:
+            raise KinematicsError(f"workspace_frames {unknown} are not in {kin.urdf_path.name} (links: "
+                                  f"{', '.join(kin.frame_names)})")
+        self.kin, self.data = kin, kin.model.createData()
+        self.ids = [kin.model.getFrameId(f) for f in frames]
+
+    def __call__(self, q) -> np.ndarray:
+        model = self.kin.model
+        pin.forwardKinematics(model, self.data, self.kin.configuration(q))
+        return np.array([pin.updateFramePlacement(model, self.data, i).translation for i in self.ids])
+
+
+def make_executor(kin: RobotKinematics, p: Mapping[str, Any]) -> TrajectoryExecutor:
+    """The executor of trajectory_controller parameters ``p`` (their names and units) for robot ``kin``: joint
+    limits from the URDF (velocity scaled, positions narrowed by the margin), the workspace box on the
+    workspace frames, the watchdogs, one command every ``1 / control_rate_hz`` seconds."""
+    limits = JointLimits.make(kin.lower, kin.upper, kin.velocity_limit * p["velocity_scale"], p["acceleration_limit"],
+                              p["max_step_rad"]).narrowed(p["position_margin_rad"])
+    safety = SafetyFilter(limits, 1.0 / p["control_rate_hz"], p["stop_deceleration"],
+                          WorkspaceBox.make(p["workspace_min"], p["workspace_max"]),
+                          FrameOrigins(kin, list(p["workspace_frames"])))
+    config = ExecutorConfig(mode=p["mode"], ensemble_decay=p["ensemble_decay"], chunk_timeout_s=p["chunk_timeout_s"],
+                            joint_state_timeout_s=p["joint_state_timeout_s"],
+                            heartbeat_timeout_s=p["heartbeat_timeout_s"],
+                            max_tracking_error_rad=p["max_tracking_error_rad"], max_future_s=p["max_future_stamp_s"])
+    return TrajectoryExecutor(config, safety, kin.arm_joint_names, kin.gripper_joint_name, kin.gripper_range,
+                              p["base_frame"])
 
 
 class ClockFollower:

@@ -34,7 +34,7 @@ import traceback
 from collections import deque
 
 import numpy as np
-import pinocchio as pin
+import yaml
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
@@ -45,9 +45,9 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from humanego_control.trajectory import MODES, ChunkRejected, ClockFollower, ExecutorConfig, TrajectoryExecutor
+from humanego_control.trajectory import MODES, ChunkRejected, ClockFollower, ExecutorConfig, make_executor
+from humanego_core.ament_index import resource_path
 from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
-from humanego_core.safety import JointLimits, SafetyFilter, WorkspaceBox
 from humanego_core.timeutil import NS_PER_S
 from humanego_ros import conversions as conv
 from humanego_ros import qos
@@ -110,26 +110,17 @@ def parameters() -> list[ParamSpec]:
     ]
 
 
+def shipped_parameters() -> dict:
+    """The parameters the robot graph runs this node with: the declared defaults, then
+    config/trajectory_controller.yaml (for running the same control without ROS)."""
+    path = resource_path("config", "trajectory_controller.yaml")
+    values = yaml.safe_load(path.read_text())["/**/trajectory_controller"]["ros__parameters"]
+    return {spec.name: spec.default for spec in parameters()} | values
+
+
 def duration(seconds: float) -> Duration:
     ns = round(seconds * NS_PER_S)
     return Duration(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
-
-
-class FrameOrigins:
-    """Origins (base frame) of chosen URDF frames at arm joints q; its own pinocchio data (the control thread's)."""
-
-    def __init__(self, kin: RobotKinematics, frames: list[str]):
-        unknown = [f for f in frames if not kin.model.existFrame(f)]
-        if unknown:
-            raise KinematicsError(f"workspace_frames {unknown} are not in {kin.urdf_path.name} (links: "
-                                  f"{', '.join(kin.frame_names)})")
-        self.kin, self.data = kin, kin.model.createData()
-        self.ids = [kin.model.getFrameId(f) for f in frames]
-
-    def __call__(self, q) -> np.ndarray:
-        model = self.kin.model
-        pin.forwardKinematics(model, self.data, self.kin.configuration(q))
-        return np.array([pin.updateFramePlacement(model, self.data, i).translation for i in self.ids])
 
 
 class TrajectoryControllerNode(Node):
@@ -144,18 +135,7 @@ class TrajectoryControllerNode(Node):
             if len(p[name]) != 3:
                 raise ValueError(f"parameter '{name}' needs 3 values (x, y, z), got {list(p[name])}")
         self.period_s = 1.0 / p["control_rate_hz"]
-        limits = JointLimits.make(self.kin.lower, self.kin.upper, self.kin.velocity_limit * p["velocity_scale"],
-                                  p["acceleration_limit"], p["max_step_rad"]).narrowed(p["position_margin_rad"])
-        safety = SafetyFilter(limits, self.period_s, p["stop_deceleration"],
-                              WorkspaceBox.make(p["workspace_min"], p["workspace_max"]),
-                              FrameOrigins(self.kin, list(p["workspace_frames"])))
-        config = ExecutorConfig(mode=p["mode"], ensemble_decay=p["ensemble_decay"],
-                                chunk_timeout_s=p["chunk_timeout_s"], joint_state_timeout_s=p["joint_state_timeout_s"],
-                                heartbeat_timeout_s=p["heartbeat_timeout_s"],
-                                max_tracking_error_rad=p["max_tracking_error_rad"],
-                                max_future_s=p["max_future_stamp_s"])
-        self.trajectory = TrajectoryExecutor(config, safety, self.kin.arm_joint_names, self.kin.gripper_joint_name,
-                                           self.kin.gripper_range, p["base_frame"])
+        self.trajectory = make_executor(self.kin, p)
         self._lock = threading.Lock()  # the executor: fed by callbacks, ticked by the control thread
         self.rejected_joint_states = 0
         self.periods_s: deque[float] = deque(maxlen=JITTER_WINDOW)
