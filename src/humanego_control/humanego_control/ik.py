@@ -115,7 +115,7 @@ class InverseKinematics:
         self.config = config or IKConfig()
         w = self.config.rotation_weight_m
         self._w2 = np.array([1.0, 1.0, 1.0, w * w, w * w, w * w])
-        self.middle = (kinematics.lower + kinematics.upper) / 2  # the last-resort seed
+        self._middle = (kinematics.lower + kinematics.upper) / 2  # the last-resort seed
         self._reach_centre, self._reach_radius = kinematics.reach_sphere()
 
     def _cost(self, e: np.ndarray, q: np.ndarray, q_prev: np.ndarray) -> float:
@@ -242,20 +242,25 @@ class InverseKinematics:
         return bool(np.linalg.norm(e[:3]) <= self.config.reach_position_m
                     and np.linalg.norm(e[3:]) <= math.radians(self.config.reach_rotation_deg))
 
-    def solve_chunk(self, T_targets, q_start) -> ChunkSolution:
+    def first_step(self, T_target, q_start) -> IKSolution:
+        """The first step of a chunk: from ``q_start`` (clipped into the limits), with the middle of the joint
+        ranges as the last-resort seed."""
+        q_start = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
+        return self.solve(T_target, q_start, q_start, (self._middle,))
+
+    def solve_chunk(self, T_targets, q_start, first: IKSolution | None = None) -> ChunkSolution:
         """Solve a chunk of targets (H, 4, 4) in order, each warm-started from and smooth to the previous
-        solution; the first from ``q_start`` (the measured joint state), which is clipped into the limits."""
+        solution; the first from ``q_start`` (the measured joint state), which is clipped into the limits.
+        ``first``: the first step's solution when the caller has it already (:meth:`first_step`)."""
         T_targets = np.asarray(T_targets, float)
         if T_targets.ndim != 3 or T_targets.shape[1:] != (4, 4) or len(T_targets) == 0:
             raise ValueError(f"IK chunk targets must be (H, 4, 4) with H >= 1, got shape {T_targets.shape}")
         geometry.check_transform(T_targets, "IK chunk targets")
         q_prev = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
-        solutions = []
-        for k, T_target in enumerate(T_targets):
+        solutions = [first or self.first_step(T_targets[0], q_prev)]
+        for T_target in T_targets[1:]:
             # Other seeds only for the first step: later, another branch is a jump of the arm within one step.
-            solution = self.solve(T_target, q_prev, q_prev, () if k else (self.middle,))
-            solutions.append(solution)
-            q_prev = solution.q
+            solutions.append(self.solve(T_target, solutions[-1].q, solutions[-1].q))
         return ChunkSolution(q=np.stack([s.q for s in solutions]),
                              T_reached=np.stack([s.T_reached for s in solutions]),
                              position_error_m=np.array([s.position_error_m for s in solutions]),

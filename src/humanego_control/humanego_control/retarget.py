@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from humanego_control.ik import ChunkSolution, IKConfig, InverseKinematics
+from humanego_control.ik import ChunkSolution, IKConfig, IKSolution, InverseKinematics
 from humanego_core import geometry
 from humanego_core.kinematics import RobotKinematics
 
@@ -75,24 +75,24 @@ class Retargeter:
         if not (np.isfinite(dt) and dt > 0):
             raise ValueError(f"chunk dt must be positive and finite, got {dt}")
         T_base_ee = T_base_gripper @ self._T_gripper_ee
-        if self.symmetric_gripper and self._turned_is_nearer(T_base_ee[0], q_start):
-            T_base_ee = T_base_ee @ TURN_ABOUT_APPROACH
-        solution = self.ik.solve_chunk(T_base_ee, q_start)
+        first = self.ik.first_step(T_base_ee[0], q_start)
+        if self.symmetric_gripper:
+            turned = self.ik.first_step(T_base_ee[0] @ TURN_ABOUT_APPROACH, q_start)
+            if self._nearer(turned, first, q_start):
+                T_base_ee, first = T_base_ee @ TURN_ABOUT_APPROACH, turned
+        solution = self.ik.solve_chunk(T_base_ee, q_start, first)
         steps = np.diff(np.vstack([np.clip(q_start, self.kin.lower, self.kin.upper), solution.q]), axis=0)
         speed_ratio = np.max(np.abs(steps) / (dt * self.kin.velocity_limit), axis=1)
         return RetargetedChunk(q=solution.q, gripper_opening=self.gripper_opening(grasp), T_base_ee=solution.T_reached,
                                T_base_gripper=solution.T_reached @ self.T_ee_gripper, ik=solution,
                                speed_ratio=speed_ratio)
 
-    def _turned_is_nearer(self, T_base_ee, q_start) -> bool:
-        """Whether the arm reaches ``T_base_ee`` turned about its approach axis better than as it is: reached
-        where the other is not, else with the smaller joint change."""
-        q_start = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
-        fallbacks = (self.ik.middle,)
-        as_is, turned = (self.ik.solve(T, q_start, q_start, fallbacks)
-                         for T in (T_base_ee, T_base_ee @ TURN_ABOUT_APPROACH))
+    def _nearer(self, turned: IKSolution, as_is: IKSolution, q_start) -> bool:
+        """Whether the turned first step is the better one: reached where the other is not, else with the smaller
+        joint change."""
         if as_is.reached != turned.reached:
             return turned.reached
+        q_start = np.clip(q_start, self.kin.lower, self.kin.upper)
         return float(np.abs(turned.q - q_start).max()) < float(np.abs(as_is.q - q_start).max())
 
     def gripper_opening(self, grasp) -> np.ndarray:
