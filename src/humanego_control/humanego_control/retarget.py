@@ -15,9 +15,7 @@ with, so what the policy saw and what the robot does agree. Here:
 A parallel gripper grasps the same with its fingers swapped: with ``symmetric_gripper`` the ee pose turned by
 180 degrees about its approach axis (the ee frame's z) is an equally good target. Which of the two a chunk follows is
 chosen at its first step, as the one the arm reaches with the smaller joint change from the joint state: a
-human wrist turns through angles that put the arm's last joint at its limit for one of the two (measured on
-the synthetic serve_bread demonstrations: from the home configuration the first pose of 5 of 6 demos was
-unreachable, its turned twin reachable in all 6).
+human wrist turns through angles that put the arm's last joint at its limit for one of the two.
 
 Steps the IK cannot reach are clamped to the nearest reachable pose and flagged (see ``ik``). How fast the
 joints would have to move between steps (``speed_ratio``: the largest |dq| / (dt v_max) over joints, from the
@@ -67,9 +65,9 @@ class Retargeter:
         ``dt`` apart, warm-started from the measured arm joints ``q_start``."""
         T_base_gripper = geometry.check_transform(np.asarray(T_base_gripper, float), "chunk poses")
         grasp = np.asarray(grasp, float)
-        if T_base_gripper.ndim != 3 or grasp.shape != T_base_gripper.shape[:1]:
-            raise ValueError(f"chunk poses (H, 4, 4) and grasp (H,) expected, got {T_base_gripper.shape} and "
-                             f"{grasp.shape}")
+        if T_base_gripper.ndim != 3 or len(T_base_gripper) == 0 or grasp.shape != T_base_gripper.shape[:1]:
+            raise ValueError(f"chunk poses (H, 4, 4) and grasp (H,) with H >= 1 expected, got "
+                             f"{T_base_gripper.shape} and {grasp.shape}")
         if not np.all(np.isfinite(grasp)):
             raise ValueError("chunk grasp contains NaN or inf")
         if not (np.isfinite(dt) and dt > 0):

@@ -103,6 +103,8 @@ def test_bad_chunks_raise(panda, alignment):
         retargeter.retarget(T, [0.0], q0, dt=0.0)
     with pytest.raises(ValueError, match=r"grasp \(H,\)"):
         retargeter.retarget(T, [0.0, 1.0], q0, dt=0.1)
+    with pytest.raises(ValueError, match="H >= 1"):
+        retargeter.retarget(T[:0], [], q0, dt=0.1)
     bad = T.copy()
     bad[0, 0, 3] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
