@@ -101,9 +101,9 @@ class DemoReplay:
         index, grasp, gaps = [0], [self.grasp[0]], [0.0]
         if timing.lead_in_s > 0:
             index, grasp, gaps = [0, 0], [self.grasp[0]] * 2, [0.0, timing.lead_in_s]
+        waits = timing.settle_s + timing.grasp_dwell_s > 0
         for i in range(1, len(self.times)):
-            wait = timing.settle_s + timing.grasp_dwell_s
-            if (self.grasp[i] >= 0.5) != (self.grasp[i - 1] >= 0.5) and wait > 0:
+            if waits and (self.grasp[i] >= 0.5) != (self.grasp[i - 1] >= 0.5):
                 index += [i - 1, i - 1]
                 grasp += [self.grasp[i]] * 2
                 gaps += [max(timing.settle_s, 1e-3), max(timing.grasp_dwell_s, 1e-3)]
