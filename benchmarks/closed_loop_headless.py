@@ -2,10 +2,10 @@
 
     python benchmarks/closed_loop_headless.py [--seeds 8] [--first-seed 0] [--mode receding_horizon]
 
-Per seed: the human demonstration of that scene (build/data/serve_bread/demo_<seed>, on the robot's timing of
-config/policy.yaml) is retargeted every 0.1 s from the measured joints (humanego_control.retarget, the
-alignment of config/views.yaml), executed by the trajectory executor and safety filter at 100 Hz
-(config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What the graph adds,
+Per seed: the human demonstration of that scene (build/data/serve_bread/demo_<seed>, as config/policy.yaml
+plays it) is retargeted at the policy's rate from the measured joints (humanego_control.retarget with
+config/ik_retarget.yaml, the alignment of config/views.yaml), executed by the trajectory executor and safety
+filter at 100 Hz (config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What the graph adds,
 DDS, process scheduling and IK latency, is absent: comparing this with benchmarks/closed_loop.py separates
 retargeting and control from timing. An episode succeeds by the task's check; it stops at 20 s of sim time.
 """
@@ -16,29 +16,31 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from humanego_control import ik_retarget_node, trajectory_controller_node
+from humanego_control.ik import IKConfig
 from humanego_control.retarget import Retargeter
 from humanego_control.trajectory import make_executor
-from humanego_control.trajectory_controller_node import shipped_parameters
 from humanego_core.kinematics import RobotKinematics
 from humanego_perception.views import load_views_config
+from humanego_policy import policy_node
 from humanego_policy.replay import DemoReplay, ReplayTiming
+from humanego_ros.parameters import options_from, shipped_parameters
 from humanego_sim.robot_sim import RobotSim, TrajectoryPoint
 from humanego_sim.tasks import load_task
 
 WORKSPACE = Path(__file__).resolve().parents[1]
-CHUNK_EVERY_S = 0.1  # the replay policy's rate
-HORIZON = 50
 
 
-def node_parameters(node: str) -> dict:
-    return yaml.safe_load((WORKSPACE / "config" / f"{node}.yaml").read_text())[f"/**/{node}"]["ros__parameters"]
+def control_parameters() -> dict:
+    return shipped_parameters("trajectory_controller", trajectory_controller_node.parameters())
 
 
 def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[bool, float, float, dict]:
     """(success, sim seconds, bread's distance from the plate centre in m, safety counters)."""
-    control, policy = shipped_parameters(), node_parameters("policy")
+    control = control_parameters()
+    retarget = shipped_parameters("ik_retarget", ik_retarget_node.parameters())
+    policy = shipped_parameters("policy", policy_node.parameters())
     sim = RobotSim(load_task("serve_bread"), "panda", seed=seed)
     static = {child: (parent, T) for parent, child, T in sim.static_transforms()}
 
@@ -48,10 +50,11 @@ def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[
 
     T_base_world = np.linalg.inv(in_world("base_link"))
     kin = RobotKinematics.load("panda")
-    retargeter = Retargeter(kin, load_views_config().gripper.T_ee_gripper)
-    timing = ReplayTiming(policy["replay_speed"], policy["replay_max_speed"], policy["replay_max_turn"],
-                          policy["replay_lead_in_s"], policy["replay_settle_s"], policy["replay_grasp_dwell_s"])
-    replay = DemoReplay.load(recording).retimed(timing)
+    retargeter = Retargeter(kin, load_views_config().gripper.T_ee_gripper, options_from(IKConfig, retarget),
+                            retarget["grasp_threshold"], retarget["symmetric_gripper"])
+    replay = DemoReplay.load(recording, policy["replay_hand"]).retimed(ReplayTiming.from_parameters(policy))
+    # ik_retarget solves the first horizon_steps of each chunk (0: all of it).
+    horizon = min(retarget["horizon_steps"] or policy["replay_horizon"], policy["replay_horizon"])
     # As the graph runs it, without the heartbeat node (nothing here can stall).
     executor = make_executor(kin, control | {"mode": mode, "heartbeat_timeout_s": 0.0})
     period = 1.0 / control["control_rate_hz"]
@@ -65,11 +68,11 @@ def run_episode(seed: int, recording: Path, mode: str, seconds: float) -> tuple[
             q = snapshot.positions[:kin.n]
             executor.on_joint_state(q, t)
             if t >= next_chunk - 1e-9:
-                poses, grasp, _ = replay.chunk(t, HORIZON)
+                poses, grasp, _ = replay.chunk(t, horizon)
                 out = retargeter.retarget(T_base_world @ poses, grasp, q, replay.dt)
-                times = replay.dt * np.arange(1, HORIZON + 1)
+                times = replay.dt * np.arange(1, horizon + 1)
                 executor.add_chunk(names, times, np.c_[out.q, out.gripper_opening], t, kin.base_frame, t, t)
-                next_chunk += CHUNK_EVERY_S
+                next_chunk += 1.0 / policy["replay_rate_hz"]
             command = executor.tick(t, t)
             if command is not None:
                 sim.set_trajectory(sim.robot.arm_joints, [TrajectoryPoint(period, command.position, command.velocity)])
@@ -92,7 +95,7 @@ def main() -> int:
     parser.add_argument("--recordings", type=Path, default=WORKSPACE / "build" / "data" / "serve_bread",
                         help="preprocessed recordings demo_<seed> (default build/data/serve_bread)")
     parser.add_argument("--mode", choices=("receding_horizon", "temporal_ensembling"),
-                        default=shipped_parameters()["mode"])
+                        default=control_parameters()["mode"])
     parser.add_argument("--seconds", type=float, default=20.0, help="sim seconds per episode (default 20)")
     args = parser.parse_args()
     successes = 0

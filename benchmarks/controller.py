@@ -57,8 +57,9 @@ def percentiles_ms(seconds) -> tuple[float, float]:
 # ----- 1. per tick -----
 def per_tick(args) -> None:
     from humanego_control.trajectory import make_executor
-    from humanego_control.trajectory_controller_node import shipped_parameters
+    from humanego_control.trajectory_controller_node import parameters
     from humanego_core.kinematics import RobotKinematics
+    from humanego_ros.parameters import shipped_parameters
 
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
     kin = RobotKinematics.load("panda")
@@ -69,8 +70,8 @@ def per_tick(args) -> None:
     print(f"   {'mode':>20s} | {'tick p50 ms':>11s} | {'p99 ms':>7s} | {'add_chunk p50 ms':>16s} | {'p99 ms':>7s}")
     for mode in args.modes:
         # The shipped limits; no watchdog may hold the arm while only the executor's own cost is measured.
-        ex = make_executor(kin, shipped_parameters() | {"mode": mode, "chunk_timeout_s": 1e6,
-                                                        "heartbeat_timeout_s": 0.0})
+        shipped = shipped_parameters("trajectory_controller", parameters())
+        ex = make_executor(kin, shipped | {"mode": mode, "chunk_timeout_s": 1e6, "heartbeat_timeout_s": 0.0})
         now = 1000.0
         ex.on_joint_state(HOME, 0.0)
         tick_s, add_s = [], []

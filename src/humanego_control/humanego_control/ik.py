@@ -76,6 +76,9 @@ class IKConfig:
                                 "at most this far apart", minimum=1e-3, maximum=1.0)
     path_step_deg: float = option(15.0, help="... and at most this much rotated from each other",
                                   minimum=0.1, maximum=180.0)
+    position_margin_rad: float = option(0.0, help="solutions stay this far inside the URDF position limits: "
+                                        "at least the trajectory controller's margin, or it clamps what was planned",
+                                        minimum=0.0, maximum=0.5)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class InverseKinematics:
         self.config = config or IKConfig()
         w = self.config.rotation_weight_m
         self._w2 = np.array([1.0, 1.0, 1.0, w * w, w * w, w * w])
+        margin = np.minimum(self.config.position_margin_rad, (kinematics.upper - kinematics.lower) / 4)
+        self.lower, self.upper = kinematics.lower + margin, kinematics.upper - margin
         self._middle = (kinematics.lower + kinematics.upper) / 2  # the last-resort seed
         self._reach_centre, self._reach_radius = kinematics.reach_sphere()
 
@@ -125,7 +130,7 @@ class InverseKinematics:
     def _step(self, J: np.ndarray, e: np.ndarray, q: np.ndarray, q_prev: np.ndarray, mu: float) -> np.ndarray:
         """The damped Gauss-Newton step with joints at a limit (and pushed past it) held there."""
         lam2 = 2.0 * self.config.smoothness
-        lower, upper = self.kin.lower, self.kin.upper
+        lower, upper = self.lower, self.upper
         JtW = J.T * self._w2
         A = JtW @ J
         A.flat[:: len(q) + 1] += lam2 + mu
@@ -148,7 +153,7 @@ class InverseKinematics:
                                                                                            np.ndarray, int]:
         """(q, fk(q), error) minimising C from ``seed``, and the iterations used."""
         cfg = self.config
-        q = np.clip(seed, self.kin.lower, self.kin.upper)
+        q = np.clip(seed, self.lower, self.upper)
         T, J = self.kin.fk_and_jacobian(q)
         e = pose_error(T_target, T)
         cost = self._cost(e, q, q_prev)
@@ -159,7 +164,7 @@ class InverseKinematics:
             dq = self._step(J, e, q, q_prev, mu)
             if np.max(np.abs(dq)) <= cfg.step_tolerance_rad:
                 break
-            q_new = np.clip(q + dq, self.kin.lower, self.kin.upper)
+            q_new = np.clip(q + dq, self.lower, self.upper)
             T_new, J_new = self.kin.fk_and_jacobian(q_new)
             e_new = pose_error(T_target, T_new)
             cost_new = self._cost(e_new, q_new, q_prev)
@@ -219,7 +224,7 @@ class InverseKinematics:
         """:meth:`_descend` to ``T_target`` through poses interpolated from ``fk(seed)``, each warm-starting the
         next (a homotopy: the solution follows the seed's branch instead of stopping at a joint limit); None
         when the target lies within one path step of the seed's pose."""
-        T_from = self.kin.fk(np.clip(seed, self.kin.lower, self.kin.upper))
+        T_from = self.kin.fk(np.clip(seed, self.lower, self.upper))
         distance = np.linalg.norm(T_target[:3, 3] - T_from[:3, 3])
         angle = np.linalg.norm(pin.log3(T_target[:3, :3] @ T_from[:3, :3].T))
         n = math.ceil(max(distance / self.config.path_step_m, angle / math.radians(self.config.path_step_deg)))
@@ -245,7 +250,7 @@ class InverseKinematics:
     def first_step(self, T_target, q_start) -> IKSolution:
         """The first step of a chunk: from ``q_start`` (clipped into the limits), with the middle of the joint
         ranges as the last-resort seed."""
-        q_start = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
+        q_start = np.clip(self.kin.check_q(q_start), self.lower, self.upper)
         return self.solve(T_target, q_start, q_start, (self._middle,))
 
     def solve_chunk(self, T_targets, q_start, first: IKSolution | None = None) -> ChunkSolution:
@@ -256,7 +261,7 @@ class InverseKinematics:
         if T_targets.ndim != 3 or T_targets.shape[1:] != (4, 4) or len(T_targets) == 0:
             raise ValueError(f"IK chunk targets must be (H, 4, 4) with H >= 1, got shape {T_targets.shape}")
         geometry.check_transform(T_targets, "IK chunk targets")
-        q_prev = np.clip(self.kin.check_q(q_start), self.kin.lower, self.kin.upper)
+        q_prev = np.clip(self.kin.check_q(q_start), self.lower, self.upper)
         solutions = [first or self.first_step(T_targets[0], q_prev)]
         for T_target in T_targets[1:]:
             # Other seeds only for the first step: later, another branch is a jump of the arm within one step.

@@ -57,7 +57,7 @@ from humanego_ros import conversions as conv
 from humanego_ros import qos
 from humanego_ros.diagnostics import OK, WARN, DiagnosticsReporter
 from humanego_ros.latest_worker import LatestWorker
-from humanego_ros.parameters import ParamSpec, declare_parameters
+from humanego_ros.parameters import ParamSpec, declare_parameters, option_specs, options_from
 from humanego_ros.runner import run_node
 from humanego_ros.tf_listener import TfListener
 
@@ -68,7 +68,6 @@ CLAMPED = ColorRGBA(r=0.9, g=0.1, b=0.1, a=1.0)
 
 
 def parameters() -> list[ParamSpec]:
-    defaults = IKConfig()
     return [
         ParamSpec("robot", "panda", "Robot whose shipped URDF (urdf/<robot>.urdf) is used unless 'urdf' is given.",
                   choices=ROBOTS),
@@ -90,20 +89,7 @@ def parameters() -> list[ParamSpec]:
         ParamSpec("symmetric_gripper", True, "The gripper grasps the same turned by 180 degrees about its approach "
                   "axis (a parallel gripper): each chunk follows whichever of the two poses the arm reaches with "
                   "less joint motion."),
-        ParamSpec("smoothness", defaults.smoothness, "IK: HOP's lambda, weight of ||q - q_prev||^2.",
-                  minimum=0.0, maximum=1.0),
-        ParamSpec("rotation_weight_m", defaults.rotation_weight_m, "IK: metres of position error one radian of "
-                  "rotation error is worth.", minimum=1e-3, maximum=10.0),
-        ParamSpec("max_iterations", defaults.max_iterations, "IK: iterations per step.", minimum=1, maximum=10000),
-        ParamSpec("reach_position_m", defaults.reach_position_m, "IK: steps farther than this from their target are "
-                  "flagged and clamped.", minimum=1e-6, maximum=1.0),
-        ParamSpec("reach_rotation_deg", defaults.reach_rotation_deg, "IK: steps rotated more than this from their "
-                  "target are flagged and clamped.", minimum=1e-4, maximum=180.0),
-        ParamSpec("path_step_m", defaults.path_step_m, "IK: a step not reached from its warm start is approached "
-                  "along poses at most this far apart.", minimum=1e-3, maximum=1.0),
-        ParamSpec("path_step_deg", defaults.path_step_deg, "IK: ... and at most this much rotated from each other.",
-                  minimum=0.1, maximum=180.0),
-    ]
+    ] + option_specs(IKConfig, "IK: ")
 
 
 class RejectedChunk(Exception):
@@ -123,11 +109,7 @@ class IkRetargetNode(Node):
                              f"({self.kin.base_frame!r})")
         gripper = load_views_config(p["views_config"] or None).gripper
         self.gripper_drawing = (gripper.finger_length_m, gripper.stem_length_m)
-        ik_config = IKConfig(smoothness=p["smoothness"], rotation_weight_m=p["rotation_weight_m"],
-                             max_iterations=p["max_iterations"], reach_position_m=p["reach_position_m"],
-                             reach_rotation_deg=p["reach_rotation_deg"], path_step_m=p["path_step_m"],
-                             path_step_deg=p["path_step_deg"])
-        self.retargeter = Retargeter(self.kin, gripper.T_ee_gripper, ik_config, p["grasp_threshold"],
+        self.retargeter = Retargeter(self.kin, gripper.T_ee_gripper, options_from(IKConfig, p), p["grasp_threshold"],
                                      p["symmetric_gripper"])
         self.allowed_frames = {f.strip() for f in p["allowed_frames"].split(",") if f.strip()}
         self.max_age_ns = seconds_to_ns(p["max_joint_state_age_s"])

@@ -34,7 +34,6 @@ import traceback
 from collections import deque
 
 import numpy as np
-import yaml
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
@@ -46,7 +45,6 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from humanego_control.trajectory import MODES, ChunkRejected, ClockFollower, ExecutorConfig, make_executor
-from humanego_core.ament_index import resource_path
 from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core.timeutil import NS_PER_S
 from humanego_ros import conversions as conv
@@ -108,14 +106,6 @@ def parameters() -> list[ParamSpec]:
                   "different clocks).", minimum=0.0, maximum=60.0),
         ParamSpec("executed_path_length", 1000, "Poses kept in viz/executed_path.", minimum=2, maximum=100000),
     ]
-
-
-def shipped_parameters() -> dict:
-    """The parameters the robot graph runs this node with: the declared defaults, then
-    config/trajectory_controller.yaml (for running the same control without ROS)."""
-    path = resource_path("config", "trajectory_controller.yaml")
-    values = yaml.safe_load(path.read_text())["/**/trajectory_controller"]["ros__parameters"]
-    return {spec.name: spec.default for spec in parameters()} | values
 
 
 def duration(seconds: float) -> Duration:

@@ -22,9 +22,9 @@ is published for them.
 ``policy:=replay`` plays a recorded demonstration's hand trajectory (humanego_policy.replay) through the same
 output at ``replay_rate_hz`` chunks per second, stamped with the current time, in ``replay_frame_id`` (the
 synthetic recordings' world is the simulator's ``world``): the input that checks retargeting without a policy.
-By default as recorded; ``replay_max_speed``, ``replay_max_turn``, ``replay_lead_in_s``, ``replay_settle_s`` and
-``replay_grasp_dwell_s`` play it on a robot's timing (:class:`humanego_policy.replay.ReplayTiming`; the robot
-graph's config/policy.yaml sets them).
+By default as recorded; ``replay_approach_m``, ``replay_max_speed``, ``replay_max_turn``, ``replay_lead_in_s``,
+``replay_settle_s`` and ``replay_grasp_dwell_s`` play it on a robot's timing
+(:class:`humanego_policy.replay.ReplayTiming`; the robot graph's config/policy.yaml sets them).
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ def parameters() -> list[ParamSpec]:
                   "the gripper moves ...", minimum=0.0, maximum=10.0, read_only=True),
         ParamSpec("replay_grasp_dwell_s", 0.0, "replay: ... and this long after (a gripper takes time to close "
                   "or open; a human hand is instant).", minimum=0.0, maximum=10.0, read_only=True),
+        ParamSpec("replay_approach_m", 0.0, "replay: start this far (m of hand path) before the first grasp; a "
+                  "person's reach from their body is not the robot's (0 = from the first frame).", minimum=0.0,
+                  maximum=10.0, read_only=True),
         ParamSpec("replay_frame_id", "world", "replay: frame the recording's world poses are published in.",
                   read_only=True),
         ParamSpec("replay_loop", False, "replay: start over after the end instead of holding the last pose.",
@@ -278,9 +281,7 @@ class PolicyNode(Node):
         p = self.params
         if not p["recording"]:
             raise StartupError("policy:=replay needs the parameter 'recording' (a preprocessed recording folder)")
-        timing = ReplayTiming(p["replay_speed"], p["replay_max_speed"], p["replay_max_turn"], p["replay_lead_in_s"],
-                              p["replay_settle_s"], p["replay_grasp_dwell_s"])
-        self.replay = DemoReplay.load(p["recording"], p["replay_hand"]).retimed(timing)
+        self.replay = DemoReplay.load(p["recording"], p["replay_hand"]).retimed(ReplayTiming.from_parameters(p))
         self.replay_start_ns: int | None = None
         self.create_timer(1.0 / p["replay_rate_hz"], self._replay_tick)
         self.get_logger().info(f"replaying the {p['replay_hand']} hand of {p['recording']} "

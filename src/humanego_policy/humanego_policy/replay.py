@@ -8,9 +8,13 @@ frames leave gaps), the grasp is the last recorded one, and past the end the han
 done probability 1.
 
 A robot cannot play a human hand's timing as it is: the hand closes and opens instantly and moves at up to
-0.7 m/s (the synthetic demos), and the arm starts wherever it stands. :meth:`DemoReplay.retimed` plays the
-same poses on a robot's timing (:class:`ReplayTiming`): the first pose held while the arm travels there, the
-hand's speed capped, and the hand held still around each grasp change while the fingers close or open.
+0.7 m/s (the synthetic demos), and the arm starts wherever it stands. Nor its first reach: a person's hand
+starts at their body, which for an arm standing where the person stood is beside or behind its base, a pose
+the arm reaches only folded against its joint limits (from which following the reach to the object drives
+it through its limits). :meth:`DemoReplay.retimed` plays the same poses on a robot's timing
+(:class:`ReplayTiming`): from the approach to the first grasp on, the first pose held while the arm travels
+there from wherever it stands, the hand's speed capped, and the hand held still around each grasp change
+while the fingers close or open.
 
 Poses are in the recording's world. For the synthetic recordings (humanego_sim.generate_demos) that world is
 the simulator's ``world`` frame, the parent of the robot's ``base_link`` in the sim's TF, so retargeting can take
@@ -37,13 +41,25 @@ class ReplayTiming:
     lead_in_s: float = 0.0        # the first pose is held this long before the motion starts
     settle_s: float = 0.0         # at a grasp change, the hand waits this long before the fingers move ...
     grasp_dwell_s: float = 0.0    # ... and this long after, before it moves on
+    approach_m: float = 0.0       # start this far along the hand's path before its first grasp; 0 = at the start
 
     def __post_init__(self):
-        for name in ("speed", "max_speed_m_s", "max_turn_rad_s", "lead_in_s", "settle_s", "grasp_dwell_s"):
+        for name in PARAMETERS:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0) or (name == "speed" and value == 0):
                 raise ValueError(f"replay timing {name} must be {'positive' if name == 'speed' else '>= 0'}, "
                                  f"got {value}")
+
+    @classmethod
+    def from_parameters(cls, parameters: dict) -> ReplayTiming:
+        """The timing of the policy node's ``replay_*`` parameters (config/policy.yaml)."""
+        return cls(**{field: parameters[name] for field, name in PARAMETERS.items()})
+
+
+# ReplayTiming's fields and the policy node's parameters that set them.
+PARAMETERS = {"speed": "replay_speed", "max_speed_m_s": "replay_max_speed", "max_turn_rad_s": "replay_max_turn",
+              "lead_in_s": "replay_lead_in_s", "settle_s": "replay_settle_s",
+              "grasp_dwell_s": "replay_grasp_dwell_s", "approach_m": "replay_approach_m"}
 
 
 @dataclass
@@ -85,34 +101,46 @@ class DemoReplay:
                    1.0 / fps.pop(), str(recording))
 
     def retimed(self, timing: ReplayTiming) -> DemoReplay:
-        """The same poses on ``timing``: intervals divided by the speed, then stretched where the hand would
-        move faster than ``max_speed_m_s`` or turn faster than ``max_turn_rad_s``; the first pose repeated after
-        ``lead_in_s``; at each grasp change (across 0.5) between frames i-1 and i, pose i-1 repeated with grasp
-        i at ``settle_s`` and again at ``settle_s + grasp_dwell_s`` after it, so the fingers move while the hand
-        stands still."""
-        intervals = np.diff(self.times) / timing.speed
+        """The same poses on ``timing``: from the first frame within ``approach_m`` of hand path before the
+        first grasp (all frames when that is 0 or the hand never grasps); intervals divided by the speed, then
+        stretched where the hand would move faster than ``max_speed_m_s`` or turn faster than
+        ``max_turn_rad_s``; the first pose repeated after ``lead_in_s``; at each grasp change (across 0.5)
+        between frames i-1 and i, pose i-1 repeated with grasp i at ``settle_s`` and again at ``settle_s +
+        grasp_dwell_s`` after it, so the fingers move while the hand stands still."""
+        demo = self._from_approach(timing.approach_m)
+        intervals = np.diff(demo.times) / timing.speed
         if timing.max_speed_m_s > 0:
-            travel = np.linalg.norm(np.diff(self.T_world_hand[:, :3, 3], axis=0), axis=1)
+            travel = np.linalg.norm(np.diff(demo.T_world_hand[:, :3, 3], axis=0), axis=1)
             intervals = np.maximum(intervals, travel / timing.max_speed_m_s)
         if timing.max_turn_rad_s > 0:
-            R = self.T_world_hand[:, :3, :3]
+            R = demo.T_world_hand[:, :3, :3]
             turn = Rotation.from_matrix(np.swapaxes(R[:-1], 1, 2) @ R[1:]).magnitude()
             intervals = np.maximum(intervals, turn / timing.max_turn_rad_s)
-        index, grasp, gaps = [0], [self.grasp[0]], [0.0]
+        index, grasp, gaps = [0], [demo.grasp[0]], [0.0]
         if timing.lead_in_s > 0:
-            index, grasp, gaps = [0, 0], [self.grasp[0]] * 2, [0.0, timing.lead_in_s]
+            index, grasp, gaps = [0, 0], [demo.grasp[0]] * 2, [0.0, timing.lead_in_s]
         waits = timing.settle_s + timing.grasp_dwell_s > 0
-        for i in range(1, len(self.times)):
-            if waits and (self.grasp[i] >= 0.5) != (self.grasp[i - 1] >= 0.5):
+        for i in range(1, len(demo.times)):
+            if waits and (demo.grasp[i] >= 0.5) != (demo.grasp[i - 1] >= 0.5):
                 index += [i - 1, i - 1]
-                grasp += [self.grasp[i]] * 2
+                grasp += [demo.grasp[i]] * 2
                 gaps += [max(timing.settle_s, 1e-3), max(timing.grasp_dwell_s, 1e-3)]
             index.append(i)
-            grasp.append(self.grasp[i])
+            grasp.append(demo.grasp[i])
             gaps.append(intervals[i - 1])
         index = np.array(index)
-        return replace(self, times=np.cumsum(gaps), T_world_hand=self.T_world_hand[index], grasp=np.array(grasp),
-                       finished=self.finished[index])
+        return replace(demo, times=np.cumsum(gaps), T_world_hand=demo.T_world_hand[index], grasp=np.array(grasp),
+                       finished=demo.finished[index])
+
+    def _from_approach(self, approach_m: float) -> DemoReplay:
+        grasps = np.flatnonzero(self.grasp >= 0.5)
+        if approach_m <= 0 or len(grasps) == 0:
+            return self
+        travel = np.linalg.norm(np.diff(self.T_world_hand[:grasps[0] + 1, :3, 3], axis=0), axis=1)
+        to_grasp = np.r_[np.cumsum(travel[::-1])[::-1], 0.0]  # hand path from each frame to the first grasp
+        start = int(np.argmax(to_grasp <= approach_m))
+        return replace(self, times=self.times[start:] - self.times[start], T_world_hand=self.T_world_hand[start:],
+                       grasp=self.grasp[start:], finished=self.finished[start:])
 
     def chunk(self, t: float, horizon: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(T_world_hand (H, 4, 4), grasp (H,), done probability) of the chunk at playback time ``t`` (s)."""

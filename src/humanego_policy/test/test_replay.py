@@ -87,3 +87,25 @@ def test_retimed_caps_the_turning_speed():
     recorded = demo(np.arange(11) * DT)  # turning at 0.5 rad/s, moving at 0.2 m/s
     robot = recorded.retimed(ReplayTiming(max_speed_m_s=1.0, max_turn_rad_s=0.25))
     np.testing.assert_allclose(np.diff(robot.times), 0.2, atol=1e-9)  # 0.05 rad per step at 0.25 rad/s
+
+
+def test_retimed_starts_the_approach_distance_before_the_first_grasp():
+    recorded = demo(np.arange(11) * DT)  # 0.02 m per frame; the grasp closes at frame 5 (0.5 s)
+    robot = recorded.retimed(ReplayTiming(approach_m=0.05))
+    # Frames 3 (0.04 m of path before the grasp) onwards: the first within 0.05 m.
+    np.testing.assert_allclose(robot.times, (np.arange(3, 11) - 3) * DT, atol=1e-12)
+    for T, index in zip(robot.T_world_hand, range(3, 11), strict=True):
+        np.testing.assert_allclose(T, pose(index * DT), atol=1e-12)
+    np.testing.assert_array_equal(robot.grasp, recorded.grasp[3:])
+    # Longer than the whole reach, or a hand that never grasps: every frame is played.
+    assert len(recorded.retimed(ReplayTiming(approach_m=5.0)).times) == 11
+    never = DemoReplay(recorded.times, recorded.T_world_hand, np.zeros(11), recorded.finished, DT)
+    assert len(never.retimed(ReplayTiming(approach_m=0.05)).times) == 11
+    with pytest.raises(ValueError, match="approach_m must be >= 0"):
+        ReplayTiming(approach_m=-0.1)
+
+
+def test_timing_from_the_policy_node_parameters():
+    parameters = {"replay_speed": 0.5, "replay_max_speed": 0.3, "replay_max_turn": 0.6, "replay_lead_in_s": 2.0,
+                  "replay_settle_s": 0.2, "replay_grasp_dwell_s": 0.6, "replay_approach_m": 0.2, "replay_loop": False}
+    assert ReplayTiming.from_parameters(parameters) == ReplayTiming(0.5, 0.3, 0.6, 2.0, 0.2, 0.6, 0.2)

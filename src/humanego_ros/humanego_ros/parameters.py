@@ -8,12 +8,16 @@ bad value given on the command line fails at start with a message naming the par
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
+
+from humanego_core.ament_index import resource_path
 
 
 class ParameterError(ValueError):
@@ -66,3 +70,23 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
                 f"valid values: {', '.join(map(str, spec.choices))}")
         values[spec.name] = value
     return values
+
+
+def option_specs(schema: type, prefix: str = "") -> list[ParamSpec]:
+    """One spec per field of an options dataclass (fields made with humanego_core.config.option), with its
+    default, help and bounds: a core module's options exposed as node parameters without a second copy."""
+    return [ParamSpec(f.name, f.default, prefix + f.metadata["help"] + ".", f.metadata.get("minimum"),
+                      f.metadata.get("maximum")) for f in dataclasses.fields(schema)]
+
+
+def options_from(schema: type, values: dict[str, Any]):
+    """The options dataclass ``schema`` with its fields taken from node parameter ``values``."""
+    return schema(**{f.name: values[f.name] for f in dataclasses.fields(schema)})
+
+
+def shipped_parameters(node: str, specs: list[ParamSpec]) -> dict[str, Any]:
+    """The parameters the robot graph runs ``node`` with: the declared defaults, then config/<node>.yaml (for
+    running the same parts without ROS: benchmarks)."""
+    path = resource_path("config", f"{node}.yaml")
+    values = yaml.safe_load(path.read_text())[f"/**/{node}"]["ros__parameters"]
+    return {spec.name: spec.default for spec in specs} | values
