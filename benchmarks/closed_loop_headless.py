@@ -5,9 +5,9 @@
 Per seed: the human demonstration of that scene (build/data/serve_bread/demo_<seed>, as config/policy.yaml
 plays it) is retargeted at the policy's rate from the measured joints (humanego_control.retarget with
 config/ik_retarget.yaml, the alignment of config/views.yaml), executed by the trajectory executor and safety
-filter at 100 Hz (config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What the graph adds,
-DDS, process scheduling and IK latency, is absent: comparing this with benchmarks/closed_loop.py separates
-retargeting and control from timing. An episode succeeds by the task's check; it stops at 20 s of sim time.
+filter at 100 Hz (config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What
+the graph adds, DDS, process scheduling and IK latency, is absent: comparing this with benchmarks/closed_loop.py
+separates retargeting and control from timing. An episode succeeds by the task's check; it stops at 20 s of sim time.
 """
 
 from __future__ import annotations

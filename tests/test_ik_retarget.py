@@ -175,3 +175,13 @@ def test_the_shipped_parameter_file_names_declared_parameters_with_their_types(w
         assert type(value) is type(spec.default), f"{path}: {name} is {value!r}, declared {spec.default!r}"
         assert not spec.choices or value in spec.choices
         assert spec.minimum is None or spec.minimum <= value <= spec.maximum, name
+
+
+def test_the_shipped_ik_stays_within_the_controllers_position_margin():
+    """A solution at a URDF limit would be clamped by the controller's margin: the arm would miss its pose."""
+    from humanego_control import ik_retarget_node, trajectory_controller_node
+    from humanego_ros.parameters import shipped_parameters
+
+    ik = shipped_parameters("ik_retarget", ik_retarget_node.parameters())
+    control = shipped_parameters("trajectory_controller", trajectory_controller_node.parameters())
+    assert ik["position_margin_rad"] >= control["position_margin_rad"] > 0

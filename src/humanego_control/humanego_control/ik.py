@@ -1,6 +1,7 @@
 """Damped-least-squares inverse kinematics of the arm, warm-started along a chunk (HOP's retargeting objective).
 
-Each target pose ``x`` (T_base_ee) is solved for joint positions ``q`` within the URDF limits minimising
+Each target pose ``x`` (T_base_ee) is solved for joint positions ``q`` within the URDF limits (narrowed by
+``position_margin_rad``: a solution the trajectory controller would clamp is a pose the arm misses) minimising
 
     C(q) = 1/2 ||W (x ⊖ f(q))||^2 + lambda ||q - q_prev||^2
 

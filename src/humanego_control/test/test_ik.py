@@ -210,3 +210,14 @@ def test_bad_targets_raise():
         ik.solve_chunk(np.eye(4), q)
     with pytest.raises(ValueError, match="expected 7 arm joint positions"):
         ik.solve(np.eye(4), q[:6])
+
+
+def test_a_position_margin_keeps_solutions_inside_the_limits_by_it(tmp_path):
+    kin = RobotKinematics.load(planar_urdf(tmp_path / "elbow.urdf", q2_limits=(0.6, 2.8)))
+    ik = InverseKinematics(kin, IKConfig(position_margin_rad=0.05))
+    solution = ik.solve(planar_fk([0.2, 0.1, 0.0]), np.array([0.2, 0.7, 0.0]))  # needs q2 = 0.1 < 0.6
+    assert not solution.reached
+    assert solution.q[1] == pytest.approx(0.65)
+    reachable = ik.solve(planar_fk([0.2, 1.0, 0.3]), np.array([0.1, 0.8, 0.2]))
+    assert reachable.reached and reachable.q[1] == pytest.approx(1.0, abs=1e-4)
+
