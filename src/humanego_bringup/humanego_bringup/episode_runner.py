@@ -5,12 +5,13 @@ The graph is started with :class:`humanego_bringup.launcher.RobotGraph` (every n
 
 1. e-stop on (the trajectory controller decelerates and holds, dropping every chunk), then the simulator's
    ``reset`` service with the seed (new placement, arm at home);
-2. ``policy:=replay``: the policy node is started for this seed's recording (a replayed hand only fits the
-   scene it was recorded in; playback starts when the node's first subscriber appears, so after the reset);
-   learned policies keep running;
-3. once an ``action_chunk`` stamped after the reset arrived (the policy acts on the new scene), e-stop off:
-   the episode starts; it ends at the first ``task_state`` with ``success`` or after ``timeout_s`` of sim
-   time; then e-stop on again.
+2. ``policy:=replay``: e-stop off (no chunk moves the arm yet), then the policy node is started for this
+   seed's recording (a replayed hand only fits the scene it was recorded in; playback starts when the node's
+   first subscriber appears, so after the reset, with the arm free to follow it); learned policies keep
+   running;
+3. once an ``action_chunk`` stamped after the reset arrived (the policy acts on the new scene), e-stop off
+   (learned policies): the episode starts; it ends at the first ``task_state`` with ``success`` or after
+   ``timeout_s`` of sim time; then e-stop on again.
 
 What is measured (see :mod:`humanego_bringup.episodes` for the definitions): success and time, the trajectory
 controller's safety interventions in the episode (from its cumulative ``/diagnostics`` counters; its
@@ -515,6 +516,11 @@ class ClosedLoopRunner:
         if not response.success:
             return failed(f"reset refused: {response.message}")
         reset_ns = probe.sim_now_ns()
+        if c.policy == "replay":
+            # The replay's clock starts with its node: the arm must be free to move by then, or the lead-in it
+            # has to reach the first pose passes while the controller still holds. Without chunks the released
+            # controller keeps the arm where the reset put it.
+            self._release_estop(probe, graph)
         # Seen once in about ten starts at load 15 on 2 cores: no chunk of a freshly started replay node reached the
         # probe in time (cause not found; its start alone, repeated, never showed it). The node is started once more;
         # the miss is reported either way.
@@ -540,11 +546,10 @@ class ClosedLoopRunner:
         before = probe.statuses()
         if probe.frames is not None:
             probe.frames.clear()
-        probe.estop(False)
         start_ns = probe.sim_now_ns()
         start_wall = time.monotonic()
-        self._wait(lambda: (probe.controller_status() or {}).get("message") != "holding: estop",
-                   "the controller to release the e-stop", 30.0, [graph], tick=lambda: probe.estop(False))
+        if c.policy != "replay":
+            self._release_estop(probe, graph)
         with probe.lock:
             chunks_before, joint_chunks_before = len(probe.chunk_stamps), probe.joint_chunks
         outcome: dict = {}
@@ -604,6 +609,11 @@ class ClosedLoopRunner:
         result = episodes.EpisodeResult(seed, bool(state.success), elapsed, wall, reason, float(state.goal_distance),
                                         chunks, joint_chunks, rtf, interventions, others)
         return result, (start_ns, end_ns), policy_graph
+
+    def _release_estop(self, probe: GraphProbe, graph: RobotGraph) -> None:
+        probe.estop(False)
+        self._wait(lambda: (probe.controller_status() or {}).get("message") != "holding: estop",
+                   "the controller to release the e-stop", 30.0, [graph], tick=lambda: probe.estop(False))
 
     @staticmethod
     def _chunk_after(probe: GraphProbe, stamp_ns: int) -> bool:
