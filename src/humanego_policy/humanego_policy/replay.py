@@ -8,13 +8,12 @@ frames leave gaps), the grasp is the last recorded one, and past the end the han
 done probability 1.
 
 A robot cannot play a human hand's timing as it is: the hand closes and opens instantly and moves at up to
-0.7 m/s (the synthetic demos), and the arm starts wherever it stands. Nor its first reach: a person's hand
-starts at their body, which for an arm standing where the person stood is beside or behind its base, a pose
-the arm reaches only folded against its joint limits (from which following the reach to the object drives
-it through its limits). :meth:`DemoReplay.retimed` plays the same poses on a robot's timing
-(:class:`ReplayTiming`): from the approach to the first grasp on, the first pose held while the arm travels
-there from wherever it stands, the hand's speed capped, and the hand held still around each grasp change
-while the fingers close or open.
+0.7 m/s (the synthetic demos), and the arm starts wherever it stands. Nor the hand's first reach: it starts at
+the person's body, which for an arm standing where the person stood is beside or behind its base, a pose the
+arm reaches only folded against its joint limits. :meth:`DemoReplay.retimed` plays the same poses on a
+robot's timing (:class:`ReplayTiming`): from shortly before the first grasp, the first pose held while the
+arm travels there from wherever it stands, the hand's speed capped, and the hand held still around each
+grasp change while the fingers close or open.
 
 Poses are in the recording's world. For the synthetic recordings (humanego_sim.generate_demos) that world is
 the simulator's ``world`` frame, the parent of the robot's ``base_link`` in the sim's TF, so retargeting can take
