@@ -262,8 +262,7 @@ class InverseKinematics:
         if T_targets.ndim != 3 or T_targets.shape[1:] != (4, 4) or len(T_targets) == 0:
             raise ValueError(f"IK chunk targets must be (H, 4, 4) with H >= 1, got shape {T_targets.shape}")
         geometry.check_transform(T_targets, "IK chunk targets")
-        q_prev = np.clip(self.kin.check_q(q_start), self.lower, self.upper)
-        solutions = [first or self.first_step(T_targets[0], q_prev)]
+        solutions = [first or self.first_step(T_targets[0], q_start)]
         for T_target in T_targets[1:]:
             # Other seeds only for the first step: later, another branch is a jump of the arm within one step.
             solutions.append(self.solve(T_target, solutions[-1].q, solutions[-1].q))

@@ -220,4 +220,3 @@ def test_a_position_margin_keeps_solutions_inside_the_limits_by_it(tmp_path):
     assert solution.q[1] == pytest.approx(0.65)
     reachable = ik.solve(planar_fk([0.2, 1.0, 0.3]), np.array([0.1, 0.8, 0.2]))
     assert reachable.reached and reachable.q[1] == pytest.approx(1.0, abs=1e-4)
-

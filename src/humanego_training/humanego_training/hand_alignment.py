@@ -4,9 +4,8 @@ A policy acts in the hand frame (DESIGN.md section 5, built on the knuckles); a 
 belong on the pinch frame (x from the thumb tip to the index tip, the squeeze axis; humanego_core.hand). While
 a hand holds a pinch grasp the pinch frame sits still in the hand frame, but not on it: on the synthetic
 serve_bread demonstrations it is turned by 43 degrees (the simulator's ground truth; 41 measured from the
-tracking). Retargeting with the hand frame taken as the gripper
-then squeezes the object along an axis tens of degrees off the one the person squeezed it along, and the object
-slips or spins out of the fingers.
+tracking). Retargeting with the hand frame taken as the gripper then squeezes the object along an axis tens of
+degrees off the one the person squeezed it along, and the object slips or spins out of the fingers.
 
 This command takes each recording's MPS hand tracking, keeps the frames of its grasps (the quarter of the
 tracked frames with the smallest thumb-index tip distance, ``--closed-fraction``), computes the pinch frame
