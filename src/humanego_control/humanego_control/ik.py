@@ -240,6 +240,12 @@ class InverseKinematics:
         q, T, e, iterations = self._descend(T_target, q, q_prev)
         return q, T, e, total + iterations
 
+    def near(self, solution: IKSolution) -> bool:
+        """Whether ``solution`` misses its target by at most the reseed thresholds: close enough that no other
+        branch is worth a jump of the arm."""
+        return bool(solution.position_error_m <= self.config.reseed_position_m
+                    and solution.rotation_error_rad <= math.radians(self.config.reseed_rotation_deg))
+
     def _near(self, e: np.ndarray) -> bool:
         return bool(np.linalg.norm(e[:3]) <= self.config.reseed_position_m
                     and np.linalg.norm(e[3:]) <= math.radians(self.config.reseed_rotation_deg))

@@ -14,8 +14,12 @@ with, so what the policy saw and what the robot does agree. Here:
 
 A parallel gripper grasps the same with its fingers swapped: with ``symmetric_gripper`` the ee pose turned by
 180 degrees about its approach axis (the ee frame's z) is an equally good target. Which of the two a chunk follows is
-chosen at its first step, as the one the arm reaches with the smaller joint change from the joint state: a
-human wrist turns through angles that put the arm's last joint at its limit for one of the two.
+chosen at its first step. While the arm follows one of them (its ee within ``FOLLOWING_DEG`` of that orientation)
+it stays with it, even where the IK only gets near it (a wrist at its limit), unless it misses by more than the
+IK's reseed thresholds and the other is reached: swapping is half a turn of the wrist, which near the object knocks
+it over, and the chunk after would swap back. Otherwise (from home, say) the one the arm reaches with the smaller
+joint change is taken: a human wrist turns through angles that put the arm's last joint at its limit for one of
+the two.
 
 Steps the IK cannot reach are clamped to the nearest reachable pose and flagged (see ``ik``). How fast the
 joints would have to move between steps (``speed_ratio``: the largest |dq| / (dt v_max) over joints, from the
@@ -27,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pinocchio as pin
 
 from humanego_control.ik import ChunkSolution, IKConfig, IKSolution, InverseKinematics
 from humanego_core import geometry
@@ -45,6 +50,7 @@ class RetargetedChunk:
 
 # The ee frame turned by 180 degrees about its approach axis z: the fingers swap places.
 TURN_ABOUT_APPROACH = np.diag([-1.0, -1.0, 1.0, 1.0])
+FOLLOWING_DEG = 45.0  # an ee this close in orientation to one of the two targets is following it
 
 
 class Retargeter:
@@ -76,7 +82,7 @@ class Retargeter:
         first = self.ik.first_step(T_base_ee[0], q_start)
         if self.symmetric_gripper:
             turned = self.ik.first_step(T_base_ee[0] @ TURN_ABOUT_APPROACH, q_start)
-            if self._nearer(turned, first, q_start):
+            if self._prefer_turned(turned, first, T_base_ee[0], q_start):
                 T_base_ee, first = T_base_ee @ TURN_ABOUT_APPROACH, turned
         solution = self.ik.solve_chunk(T_base_ee, q_start, first)
         steps = np.diff(np.vstack([np.clip(q_start, self.kin.lower, self.kin.upper), solution.q]), axis=0)
@@ -85,12 +91,17 @@ class Retargeter:
                                T_base_gripper=solution.T_reached @ self.T_ee_gripper, ik=solution,
                                speed_ratio=speed_ratio)
 
-    def _nearer(self, turned: IKSolution, as_is: IKSolution, q_start) -> bool:
-        """Whether the turned first step is the better one: reached where the other is not, else with the smaller
-        joint change."""
+    def _prefer_turned(self, turned: IKSolution, as_is: IKSolution, T_target: np.ndarray, q_start) -> bool:
+        """Whether the chunk follows the turned first step (see the module docstring)."""
+        q_start = np.clip(q_start, self.kin.lower, self.kin.upper)
+        R_ee = self.kin.fk(q_start)[:3, :3]
+        angle = np.degrees(np.linalg.norm(pin.log3(R_ee.T @ T_target[:3, :3])))
+        if min(angle, 180.0 - angle) <= FOLLOWING_DEG:
+            follows_turned = angle > 90.0
+            kept, other = (turned, as_is) if follows_turned else (as_is, turned)
+            return follows_turned != (other.reached and not self.ik.near(kept))
         if as_is.reached != turned.reached:
             return turned.reached
-        q_start = np.clip(q_start, self.kin.lower, self.kin.upper)
         return float(np.abs(turned.q - q_start).max()) < float(np.abs(as_is.q - q_start).max())
 
     def gripper_opening(self, grasp) -> np.ndarray:

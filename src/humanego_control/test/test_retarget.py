@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from humanego_control.ik import IKSolution
 from humanego_control.retarget import Retargeter, gripper_outline
 from humanego_core.hand import pinch_in_hand
 from humanego_core.kinematics import RobotKinematics
@@ -52,6 +53,33 @@ def test_a_chunk_follows_the_fingers_swapped_pose_when_the_arm_reaches_it_with_l
     assert np.abs(symmetric.q - q0).max() < np.radians(12)  # shared by the wrist joints
     as_is = Retargeter(panda, alignment, symmetric_gripper=False).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
     assert np.abs(as_is.q - q0).max() > 1.0 or not as_is.ik.reached.all()
+
+
+def ik_result(panda, position_error_m: float, rotation_error_deg: float, reached: bool) -> IKSolution:
+    q = np.zeros(panda.n)
+    return IKSolution(q=q, T_reached=panda.fk(q), position_error_m=position_error_m,
+                      rotation_error_rad=np.radians(rotation_error_deg), reached=reached, iterations=1)
+
+
+@pytest.mark.parametrize("off_deg, kept_miss_m, turned", [
+    (5.0, 0.01, False),    # following the pose as is, missed by 1 cm (a wrist at its limit): stays with it
+    (5.0, 0.05, True),     # ... missed by more than reseed_position_m (2 cm): the reached turned pose
+    (175.0, 0.01, True),   # following the turned pose: stays with it though the other is reached
+    (90.0, 0.01, True),    # following neither (from home, say): the reached one
+])
+def test_a_chunk_keeps_the_pose_the_arm_follows_while_the_ik_gets_near_it(panda, alignment, off_deg, kept_miss_m,
+                                                                          turned):
+    """Swapping to the fingers-swapped pose is half a turn of the wrist: while the arm's ee is within 45 degrees
+    of one of the two, it is kept unless the IK misses it by more than its reseed thresholds."""
+    q0 = np.array([0.0, -0.4, 0.0, -2.3, 0.0, 1.9, 0.8])
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_rotvec([0, 0, np.radians(off_deg)]).as_matrix()
+    T_target = panda.fk(q0) @ turn
+    follows_turned = off_deg > 90.0
+    kept = ik_result(panda, kept_miss_m, 2.0, reached=False)
+    other = ik_result(panda, 0.0, 0.0, reached=True)
+    as_is, turned_step = (other, kept) if follows_turned else (kept, other)
+    assert Retargeter(panda, alignment)._prefer_turned(turned_step, as_is, T_target, q0) == turned
 
 
 def test_gripper_poses_of_a_joint_path_retarget_back_to_it(panda, alignment):
