@@ -30,7 +30,7 @@ import yaml
 from humanego_bringup import rviz
 from humanego_core import ament_index
 from humanego_core.config import ConfigError
-from humanego_policy.bundle import Bundle, BundleError
+from humanego_policy.bundle import DEFAULT_BUNDLES, Bundle, BundleError
 from humanego_sim.tasks import available_tasks
 
 BOOLEAN = ("true", "false")
@@ -168,7 +168,7 @@ def _check_combination(a: LaunchArgs) -> None:
         raise LaunchArgumentError(f"recording:=... is only used by policy:=replay (policy is {a.policy})")
     if a.policy == "replay" and a.bundle is not None:
         raise LaunchArgumentError("bundle:=... is not used by policy:=replay")
-    if a.policy != "replay" and a.bundle is None and a.policy not in default_bundles():
+    if a.policy != "replay" and a.bundle is None and a.policy not in DEFAULT_BUNDLES:
         raise LaunchArgumentError(f"policy:={a.policy} has no shipped bundle; give bundle:=<folder written by "
                                   f"'humanego run humanego_training export'>")
     if a.sim and a.extrinsics is not None:
@@ -204,19 +204,11 @@ class NodeSpec:
     required: bool = True
 
 
-def default_bundles() -> dict[str, str]:
-    """Policy type -> shipped bundle under models/: the policy node's own table (one source). Imported here:
-    the node module loads rclpy and OpenCV, which checking the arguments of a replay graph does not need."""
-    from humanego_policy.policy_node import DEFAULT_BUNDLES
-
-    return DEFAULT_BUNDLES
-
-
 def bundle_dir(a: LaunchArgs) -> Path:
     """The policy bundle the arguments select: bundle:=... or the shipped default of the policy."""
     if a.bundle is not None:
         return a.bundle
-    return ament_index.package_share(ament_index.RESOURCE_PACKAGE) / "models" / default_bundles()[a.policy]
+    return ament_index.package_share(ament_index.RESOURCE_PACKAGE) / "models" / DEFAULT_BUNDLES[a.policy]
 
 
 def _policy_parameters(a: LaunchArgs) -> dict[str, Any]:

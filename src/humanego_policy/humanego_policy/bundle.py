@@ -32,6 +32,8 @@ VERSION = 1
 MANIFEST = "bundle.json"
 STATS = "dataset_stats.json"
 WEIGHTS = "policy.pt"
+# The bundles the workspace ships, per policy type: under models/ (installed into share/humanego_bringup/models).
+DEFAULT_BUNDLES = {"flow": "serve_bread_flow", "act": "serve_bread_act"}
 ONNX_LAYOUTS = ("encoder_step", "single")
 LAYOUT_GRAPHS = {"encoder_step": ("encoder", "step"), "single": ("policy",)}
 

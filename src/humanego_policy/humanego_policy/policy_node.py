@@ -47,16 +47,16 @@ from humanego_core.actions import ACTION_DIM
 from humanego_core.ament_index import resource_path
 from humanego_core.timeutil import seconds_to_ns
 from humanego_interfaces.msg import ActionChunk, InteractionTokens
+from humanego_policy.bundle import DEFAULT_BUNDLES
 from humanego_policy.replay import DemoReplay, ReplayTiming
 from humanego_policy.runtime import PolicyRuntime
 from humanego_ros import conversions as conv
 from humanego_ros import qos
 from humanego_ros.diagnostics import OK, WARN, DiagnosticsReporter
+from humanego_ros.latest_worker import LatestWorker
 from humanego_ros.parameters import ParamSpec, declare_parameters
 from humanego_ros.runner import StartupError, run_node
 
-DEFAULT_BUNDLES = {"flow": "serve_bread_flow", "act": "serve_bread_act"}  # under models/ (installed into
-                                                                          # share/humanego_bringup/models)
 LATENCY_WINDOW = 300  # chunks the latency percentiles are taken over
 MAX_BUFFERED = 30  # images / token messages kept while waiting for their partner
 LOG_PERIOD_S = 5.0  # repeated warnings of one kind are logged at most this often
@@ -165,13 +165,9 @@ class PolicyNode(Node):
         self.tolerance_ns = seconds_to_ns(p["pair_tolerance_s"])
         self.images: deque[Image] = deque()
         self.token_msgs: deque[tuple[int, np.ndarray, np.ndarray, str]] = deque()
-        self._slot = threading.Condition()
-        self._job: Observation | None = None
-        self._stop = False
         self.create_subscription(Image, "camera/image_clean", self.on_image, qos.SENSOR)
         self.create_subscription(InteractionTokens, "ict", self.on_tokens, qos.COMMAND)
-        self._worker = threading.Thread(target=self._work, name="policy", daemon=True)
-        self._worker.start()
+        self._worker = LatestWorker(self._infer, self._inference_failed, name="policy")
         m = self.runtime.bundle.manifest
         self.get_logger().info(
             f"policy {m.policy_id} ({m.policy_type}, {self.layout.describe()}, horizon {m.horizon}) on "
@@ -229,28 +225,15 @@ class PolicyNode(Node):
             self._drop("unpaired", "tokens without an image of their stamp")
 
     def _hand_over(self, observation: Observation) -> None:
-        with self._slot:
-            replaced = self._job is not None
-            self._job = observation
-            self._slot.notify()
-        if replaced:
+        if self._worker.submit(observation):
             self._drop("superseded", "a newer observation arrived before inference was free")
 
-    def _work(self) -> None:
-        try:
-            while True:
-                with self._slot:
-                    while self._job is None and not self._stop:
-                        self._slot.wait()
-                    if self._stop:
-                        return
-                    job, self._job = self._job, None
-                self._infer(job)
-        except Exception:
-            # After Ctrl-C the context dies before the node and publishing fails: that is the normal end.
-            if self.context.ok():
-                self.get_logger().fatal(f"inference failed, shutting down:\n{traceback.format_exc()}")
-                os.kill(os.getpid(), signal.SIGINT)
+    def _inference_failed(self, exc: BaseException) -> None:
+        # After Ctrl-C the context dies before the node and publishing fails: that is the normal end.
+        if self.context.ok():
+            self.get_logger().fatal("inference failed, shutting down:\n"
+                                    + "".join(traceback.format_exception(exc)))
+            os.kill(os.getpid(), signal.SIGINT)
 
     def _infer(self, obs: Observation) -> None:
         age_ns = self.get_clock().now().nanoseconds - obs.stamp_ns
@@ -349,10 +332,7 @@ class PolicyNode(Node):
 
     def destroy_node(self):
         if self._worker is not None:
-            with self._slot:
-                self._stop = True
-                self._slot.notify()
-            self._worker.join(timeout=10)
+            self._worker.stop()
         return super().destroy_node()
 
 
