@@ -3,7 +3,9 @@
 Wires :class:`humanego_control.retarget.Retargeter` to ROS. Per chunk: its poses (the human hand / virtual
 gripper frame, in ``header.frame_id``) are brought into the base frame through TF at the chunk's stamp, mapped
 to ee targets by the alignment of ``config/views.yaml`` (``gripper.ee_to_gripper``), solved by damped least
-squares along the chunk from the latest joint state, and published as one trajectory. Solving runs on its own
+squares along the chunk from the latest joint state, and published as one trajectory: ``horizon_steps`` steps
+from the first one not yet due (a late chunk's steps already in the past are skipped and counted as
+``steps_past_due``; the controller would drop them). Solving runs on its own
 thread on the newest chunk: a chunk still waiting when a newer one arrives is skipped (``chunks_superseded``)
 rather than queued, so a slow solve never delays the next chunk. Steps the arm cannot
 reach are replaced by the nearest reachable pose and flagged; a chunk that cannot be used is rejected whole
@@ -14,7 +16,7 @@ Subscribes  action_chunk (humanego_interfaces/ActionChunk, reliable)
             /tf, /tf_static: T_base_<chunk frame> at the chunk's stamp (humanego_ros.tf_listener)
 Publishes   joint_chunk (trajectory_msgs/JointTrajectory, reliable): the arm joints + the gripper joint (the
             URDF finger joint, position = opening per finger in m); header.stamp = the chunk's observation
-            stamp, frame_id = base frame; point k at time_from_start (k + 1) * dt
+            stamp, frame_id = base frame; step k of the chunk at time_from_start (k + 1) * dt
             viz/predicted_path (nav_msgs/Path): the ee poses the trajectory reaches, base frame
             viz/markers (visualization_msgs/MarkerArray): the gripper along the chunk (green: reached, red:
             clamped), and the targets that were out of reach (red spheres)
@@ -24,7 +26,7 @@ Rejection reasons: ``invalid`` (NaN/inf, sizes, dt), ``wrong_arm`` (the configur
 several arms and none configured), ``wrong_frame`` (empty, or not in ``allowed_frames``), ``no_transform``
 (the frame unknown to TF, or TF lost at the chunk's stamp), ``no_joint_state`` / ``stale_joint_state``
 (no warm start within ``max_joint_state_age_s`` of the chunk's stamp), ``out_of_order`` (older than the last
-chunk published).
+chunk published), ``in_the_past`` (fewer than 2 steps still to come).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from humanego_control.ik import IKConfig
-from humanego_control.retarget import RetargetedChunk, Retargeter, gripper_outline
+from humanego_control.retarget import RetargetedChunk, Retargeter, first_due_step, gripper_outline
 from humanego_core.kinematics import ROBOTS, KinematicsError, RobotKinematics
 from humanego_core.timeutil import NS_PER_S, seconds_to_ns
 from humanego_core.transform_tree import TransformLookupError
@@ -78,8 +80,9 @@ def parameters() -> list[ParamSpec]:
         ParamSpec("arm", "", "Arm of the chunk to execute (ActionChunk.arms); empty = the chunk's only arm."),
         ParamSpec("allowed_frames", "", "Comma-separated frames a chunk may be expressed in; empty = any frame TF "
                   "connects to the base frame."),
-        ParamSpec("horizon_steps", 0, "Retarget only the first N steps of each chunk (0 = all): the controller "
-                  "acts on a chunk until the next one arrives, and IK time grows with N.", minimum=0, maximum=10000),
+        ParamSpec("horizon_steps", 0, "Retarget only N steps of each chunk, from the first not yet due (0 = all): "
+                  "the controller acts on a chunk until the next one arrives, and IK time grows with N.", minimum=0,
+                  maximum=10000),
         ParamSpec("transform_timeout_s", 0.2, "How long a chunk waits for the transform of its frame at its stamp "
                   "(a busy machine delivers /tf late) before it is rejected.", minimum=0.0, maximum=5.0),
         ParamSpec("max_joint_state_age_s", 0.5, "Largest time the warm-start joint state may lie before a chunk's "
@@ -123,6 +126,7 @@ class IkRetargetNode(Node):
         self.superseded = 0
         self.published = 0
         self.steps_flagged = 0
+        self.steps_past_due = 0
         self.steps_too_fast = 0
         self.rejected: Counter = Counter()
         self.rejected_joint_states = 0
@@ -168,8 +172,9 @@ class IkRetargetNode(Node):
         started = time.perf_counter()
         try:
             T_base_gripper, grasp, stamp_ns = self._targets(msg)
+            first = self._first_due_step(stamp_ns, msg.dt, len(grasp))
             steps = self.params["horizon_steps"] or len(grasp)
-            T_base_gripper, grasp = T_base_gripper[:steps], grasp[:steps]
+            T_base_gripper, grasp = T_base_gripper[first:first + steps], grasp[first:first + steps]
             q_start = self._warm_start(stamp_ns)
             try:
                 out = self.retargeter.retarget(T_base_gripper, grasp, q_start, msg.dt)
@@ -182,8 +187,9 @@ class IkRetargetNode(Node):
             return
         self.solve_ms.append((time.perf_counter() - started) * 1e3)
         self.last_stamp_ns = stamp_ns
-        self.pub_chunk.publish(self._trajectory(out, msg.header.stamp, msg.dt))
-        self.pub_path.publish(self._path(out, stamp_ns, msg.dt))
+        self.steps_past_due += first
+        self.pub_chunk.publish(self._trajectory(out, msg.header.stamp, msg.dt, first))
+        self.pub_path.publish(self._path(out, stamp_ns, msg.dt, first))
         self.pub_markers.publish(self._markers(out, T_base_gripper, msg.header.stamp))
         self.published += 1
         flagged = int(out.ik.flagged.sum())
@@ -224,6 +230,16 @@ class IkRetargetNode(Node):
             raise RejectedChunk("no_transform", str(exc)) from None
         return T_base_frame @ poses[:, index], grasp[:, index], stamp_ns
 
+    def _first_due_step(self, stamp_ns: int, dt: float, count: int) -> int:
+        """The chunk's first step not yet due now (step k is due at stamp + (k + 1) dt). The steps before it are
+        not solved: the controller would drop them, and a late chunk's horizon would be spent on them."""
+        age_s = (self.get_clock().now().nanoseconds - stamp_ns) / NS_PER_S
+        first = first_due_step(age_s, dt)
+        if count - first < 2:
+            raise RejectedChunk("in_the_past", f"{age_s:.3f} s old: fewer than 2 of its {count} steps are still "
+                                "to come")
+        return first
+
     def _warm_start(self, stamp_ns: int) -> np.ndarray:
         if self.q_measured is None:
             raise RejectedChunk("no_joint_state", "no joint state received yet")
@@ -233,9 +249,9 @@ class IkRetargetNode(Node):
                                 f"(max_joint_state_age_s {self.params['max_joint_state_age_s']})")
         return self.q_measured
 
-    def _trajectory(self, out: RetargetedChunk, stamp, dt: float) -> JointTrajectory:
+    def _trajectory(self, out: RetargetedChunk, stamp, dt: float, first: int) -> JointTrajectory:
         points = []
-        for k, (q, opening) in enumerate(zip(out.q, out.gripper_opening, strict=True)):
+        for k, (q, opening) in enumerate(zip(out.q, out.gripper_opening, strict=True), start=first):
             points.append(JointTrajectoryPoint(positions=[*q.tolist(), float(opening)],
                                                time_from_start=duration((k + 1) * dt)))
         msg = JointTrajectory(joint_names=self.joint_names, points=points)
@@ -243,9 +259,9 @@ class IkRetargetNode(Node):
         msg.header.frame_id = self.base_frame
         return msg
 
-    def _path(self, out: RetargetedChunk, stamp_ns: int, dt: float) -> Path:
+    def _path(self, out: RetargetedChunk, stamp_ns: int, dt: float, first: int) -> Path:
         poses = [PoseStamped(header=conv.make_header(stamp_ns + seconds_to_ns((k + 1) * dt), self.base_frame),
-                             pose=conv.matrix_to_pose(T)) for k, T in enumerate(out.T_base_ee)]
+                             pose=conv.matrix_to_pose(T)) for k, T in enumerate(out.T_base_ee, start=first)]
         return Path(header=conv.make_header(stamp_ns, self.base_frame), poses=poses)
 
     def _markers(self, out: RetargetedChunk, T_base_target, stamp) -> MarkerArray:
@@ -270,6 +286,7 @@ class IkRetargetNode(Node):
         values = {"chunks_received": self.received, "chunks_superseded": self.superseded,
                   "chunks_published": self.published,
                   "chunks_rejected": sum(self.rejected.values()), "steps_flagged": self.steps_flagged,
+                  "steps_past_due": self.steps_past_due,
                   "steps_faster_than_limits": self.steps_too_fast,
                   "rejected_joint_states": self.rejected_joint_states}
         values.update({f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())})

@@ -28,6 +28,7 @@ joint state for the first step) is reported, not limited: limiting is the trajec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,12 @@ class Retargeter:
     def gripper_opening(self, grasp) -> np.ndarray:
         """Opening per finger (m) for grasp values in 0..1."""
         return np.where(np.asarray(grasp, float) >= self.grasp_threshold, self.closed_m, self.open_m)
+
+
+def first_due_step(age_s: float, dt: float) -> int:
+    """Index of the first step of a chunk ``age_s`` after its stamp that is not yet due (step k is due at
+    stamp + (k + 1) dt): the steps before it are in the past, and retargeting them is wasted."""
+    return max(0, math.ceil(age_s / dt - 1.0 - 1e-9))
 
 
 def gripper_outline(T_base_gripper, opening_per_finger, finger_length_m: float, stem_length_m: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from humanego_control.ik import IKSolution
-from humanego_control.retarget import Retargeter, gripper_outline
+from humanego_control.retarget import Retargeter, first_due_step, gripper_outline
 from humanego_core.hand import pinch_in_hand
 from humanego_core.kinematics import RobotKinematics
 from humanego_perception.views import load_views_config
@@ -139,3 +139,9 @@ def test_bad_chunks_raise(panda, alignment):
         retargeter.retarget(bad, [0.0], q0, dt=0.1)
     with pytest.raises(ValueError, match="grasp_threshold"):
         Retargeter(panda, alignment, grasp_threshold=0.0)
+
+
+@pytest.mark.parametrize("age_s, first", [(-0.01, 0), (0.0, 0), (0.1, 2), (0.1 + 1e-6, 3), (0.5, 14)])
+def test_first_due_step_skips_the_steps_due_before_now(age_s, first):
+    """Step k of a chunk is due (k + 1) dt after its stamp; at 30 Hz step 2 is due at 0.1 s, still to come then."""
+    assert first_due_step(age_s, 1 / 30) == first

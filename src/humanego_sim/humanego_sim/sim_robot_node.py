@@ -14,7 +14,8 @@ Subscribes  joint_trajectory (trajectory_msgs/JointTrajectory, reliable): arm jo
 Publishes   joint_states (sensor_msgs/JointState, reliable): arm + finger joints
             camera/image_raw (rgb8), camera/depth/image_raw (32FC1, metres along the optical axis),
             camera/camera_info (sensor data QoS), frame camera_optical_frame
-            /tf (moving links), /tf_static (world->base_link, fixed links, world->camera_link->camera_optical_frame)
+            /tf (moving links, at tf_rate_hz), /tf_static (world->base_link, fixed links,
+            world->camera_link->camera_optical_frame)
             task_state (humanego_interfaces/TaskState, reliable), /clock (when publish_clock)
 Service     reset (humanego_interfaces/srv/ResetEpisode): new placement from the seed, robot at home
 """
@@ -63,7 +64,11 @@ def parameters() -> list[ParamSpec]:
                   minimum=0.0, maximum=1000.0),
         ParamSpec("publish_clock", True, "Publish /clock with the sim time, which stamps every message (run the "
                   "other nodes with use_sim_time:=true)."),
-        ParamSpec("joint_state_rate_hz", 100.0, "Rate of joint_states and /tf, in sim time.",
+        ParamSpec("joint_state_rate_hz", 100.0, "Rate of joint_states (and /clock), in sim time.",
+                  minimum=1.0, maximum=500.0),
+        ParamSpec("tf_rate_hz", 30.0, "Rate of the moving links' /tf, in sim time, with a joint state's stamp (at "
+                  "most joint_state_rate_hz). For RViz and recordings: the graph's nodes take the arm from "
+                  "joint_states, yet every TF listener decodes every /tf message, a dozen links each.",
                   minimum=1.0, maximum=500.0),
         ParamSpec("task_state_rate_hz", 10.0, "Rate of task_state, in sim time.", minimum=0.1, maximum=500.0),
         ParamSpec("camera_rate_hz", 30.0, "Rate of the ego camera images, in sim time; 0 disables the camera.",
@@ -172,8 +177,9 @@ class SimRobotNode(Node):
         steps = max(1, round(period_ns * 1e-9 / self.sim.timestep))
         camera_ns = round(1e9 / p["camera_rate_hz"]) if self.camera else 0
         task_ns = round(1e9 / p["task_state_rate_hz"])
+        tf_ns = round(1e9 / p["tf_rate_hz"])
         rtf = p["real_time_factor"]
-        next_camera = next_task = 0
+        next_camera = next_task = next_tf = 0
         anchor_wall, anchor_sim = time.monotonic(), self.sim.stamp_ns()
         try:
             while not self._stop.is_set():
@@ -186,7 +192,10 @@ class SimRobotNode(Node):
                         frames = tuple(self.sim.render(p["camera_width"], p["camera_height"], kind)
                                        if self._wanted(pub) else None
                                        for kind, pub in (("rgb", self.pub_image), ("depth", self.pub_depth)))
-                self._publish_state(snap)
+                with_tf = snap.stamp_ns >= next_tf
+                if with_tf:
+                    next_tf = next_due(next_tf, tf_ns, snap.stamp_ns)
+                self._publish_state(snap, with_tf)
                 if frames is not None:
                     self._publish_camera(snap.stamp_ns, *frames)
                 if snap.stamp_ns >= next_task:
@@ -207,15 +216,16 @@ class SimRobotNode(Node):
         finally:
             self.sim.close()  # the renderer belongs to this thread's GL context
 
-    def _publish_state(self, snap) -> None:
+    def _publish_state(self, snap, with_tf: bool) -> None:
         stamp = conv.ns_to_time(snap.stamp_ns)
         if self.pub_clock is not None:
             self.pub_clock.publish(Clock(clock=stamp))
         msg = JointState(name=snap.joint_names, position=snap.positions.tolist(), velocity=snap.velocities.tolist())
         msg.header.stamp = stamp
         self.pub_joints.publish(msg)
-        self.pub_tf.publish(TFMessage(transforms=[transform_stamped(T, parent, child, stamp)
-                                                  for parent, child, T in snap.link_transforms]))
+        if with_tf:
+            self.pub_tf.publish(TFMessage(transforms=[transform_stamped(T, parent, child, stamp)
+                                                      for parent, child, T in snap.link_transforms]))
 
     @staticmethod
     def _wanted(publisher) -> bool:
