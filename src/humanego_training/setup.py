@@ -23,6 +23,7 @@ setup(
             "export = humanego_training.export:main",
             "preprocess = humanego_training.preprocess:main",
             "hand_alignment = humanego_training.hand_alignment:main",
+            "robot_episodes = humanego_training.robot_episodes:main",
         ],
     },
 )

@@ -20,7 +20,7 @@ robot state), turned into the HDF5 arrays by :func:`demo_arrays`::
 Future times past the episode's last state repeat the last state (as the human export repeats its last
 frame). The file's data attributes add ``joint_names`` (JSON) and ``fps``.
 
-Command line: ``python -m humanego_training.robot_episodes {oracle,bag} ... --out robot.hdf5``.
+Command line: ``humanego run humanego_training robot_episodes {oracle,bag} ... --out robot.hdf5``.
 """
 
 from __future__ import annotations
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(
-        prog="python -m humanego_training.robot_episodes",
+        prog="humanego run humanego_training robot_episodes",
         description="Write robot demonstrations as the robot domain of EgoMimic's HDF5 (for co-training with the "
                     "human export of `humanego_training preprocess --hdf5`): from the simulator's scripted oracle "
                     "or from rosbag2 recordings made on the robot.")
@@ -401,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                     tqdm.write(f"{episode.source}: dropped frames {dict(episode.dropped)}", file=sys.stderr)
                 yield episode
 
-        summary = write(counted(), Path(args.out), args.valid_fraction, 0, args.horizon, args.fps)
+        try:
+            summary = write(counted(), Path(args.out), args.valid_fraction, 0, args.horizon, args.fps)
+        except BagError as exc:
+            parser.exit(1, f"error: {exc}\n")
     print(f"{summary['path']}: {summary['demos']} demos, {summary['samples']} samples "
           f"(train {len(summary['train'])}, valid {len(summary['valid'])})")
     for failure in failures:

@@ -209,6 +209,18 @@ def test_bag_without_what_is_needed_is_refused(tmp_path):
         bag_episode(tmp_path / "missing_bag")
 
 
+def test_the_command_names_the_bag_and_what_it_lacks_and_writes_nothing(tmp_path, capsys):
+    bag = tmp_path / "no_joints"
+    write_bag(bag, [0.0, 0.1], [])
+    out = tmp_path / "robot.hdf5"
+    with pytest.raises(SystemExit) as exit_info:
+        robot_episodes.main(["bag", str(bag), "--out", str(out)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"error: bag {bag}" in err and "0 joint states on /joint_states" in err
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- the sim oracle
 def test_oracle_demo_of_serve_bread(tmp_path):
     failures = []
