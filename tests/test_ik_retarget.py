@@ -9,7 +9,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from sensor_msgs.msg import JointState
@@ -169,18 +168,12 @@ def test_bad_parameters_fail_at_start_naming_them():
     assert "cannot start" in out.stderr and "'robot'" in out.stderr
 
 
-def test_the_shipped_parameter_file_names_declared_parameters_with_their_types(workspace):
+def test_the_shipped_parameter_file_names_every_declared_parameter_with_its_type(workspace):
     from humanego_control.ik_retarget_node import parameters
+    from humanego_ros.parameters import parameter_file_problems
 
-    specs = {spec.name: spec for spec in parameters()}
     path = workspace / "config" / "ik_retarget.yaml"
-    values = yaml.safe_load(path.read_text())["/**/ik_retarget"]["ros__parameters"]
-    assert set(values) == set(specs), f"{path}: differs from the node's parameters: {set(values) ^ set(specs)}"
-    for name, value in values.items():
-        spec = specs[name]
-        assert type(value) is type(spec.default), f"{path}: {name} is {value!r}, declared {spec.default!r}"
-        assert not spec.choices or value in spec.choices
-        assert spec.minimum is None or spec.minimum <= value <= spec.maximum, name
+    assert parameter_file_problems(path, "/**/ik_retarget", parameters(), complete=True) == []
 
 
 def test_the_shipped_ik_stays_within_the_controllers_position_margin():

@@ -1,6 +1,7 @@
 """The robot graph started for real: `humanego launch robot` / RobotGraph start every node of the description,
 stop on Ctrl-C or when a required node dies, and refuse bad arguments and missing files before starting."""
 
+import importlib
 import io
 import os
 import re
@@ -27,6 +28,7 @@ from humanego_policy.checkpoint import TokenLayout, save_checkpoint
 from humanego_policy.policies import build_policy
 from humanego_ros import qos
 from humanego_ros.conversions import transform_to_matrix
+from humanego_ros.parameters import parameter_file_problems
 from humanego_training.export import export_bundle
 
 # The nodes of the default graph (sim:=true camera:=sim policy:=flow).
@@ -75,6 +77,22 @@ def node_names(probe_node) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("module, config, section", [
+    ("humanego_sim.sim_robot_node", "sim_robot", "/**"),
+    ("humanego_perception.clean_view_node", "clean_view", "/**"),
+    ("humanego_perception.state_estimator_node", "state_estimator", "/**/state_estimator"),
+    ("humanego_policy.policy_node", "policy", "/**/policy"),
+    ("humanego_control.ik_retarget_node", "ik_retarget", "/**/ik_retarget"),
+    ("humanego_control.trajectory_controller_node", "trajectory_controller", "/**/trajectory_controller"),
+    ("humanego_control.extrinsics_check_node", "extrinsics_check", "/**"),
+    ("humanego_drivers.realsense_node", "realsense_source", "/**"),
+])
+def test_each_shipped_parameter_file_sets_declared_parameters_with_their_types(workspace, module, config, section):
+    """A misspelt or mistyped entry in config/<node>.yaml would fail the node at start (or be ignored)."""
+    specs = importlib.import_module(module).parameters()
+    assert parameter_file_problems(workspace / "config" / f"{config}.yaml", section, specs) == []
+
+
 def test_graph_starts_every_node_and_stops_them(probe, tiny_bundle):
     ns = f"launch_{os.getpid()}"
     output = Output()

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import yaml
 
 from humanego_control.trajectory import (
     ChunkRejected,
@@ -17,6 +16,7 @@ from humanego_control.trajectory import (
 from humanego_control.trajectory_controller_node import parameters
 from humanego_core.ament_index import resource_path
 from humanego_core.safety import JointLimits, SafetyFilter
+from humanego_ros.parameters import parameter_file_problems
 
 ARM = ["a", "b"]
 GRIPPER = "finger"
@@ -291,14 +291,5 @@ def test_clock_follower_smooths_a_stepped_clock():
 
 
 def test_the_shipped_parameter_file_names_declared_parameters_with_their_types():
-    specs = {spec.name: spec for spec in parameters()}
     path = resource_path("config", "trajectory_controller.yaml")
-    values = yaml.safe_load(path.read_text())["/**/trajectory_controller"]["ros__parameters"]
-    assert set(values) <= set(specs), f"{path}: unknown parameters {set(values) - set(specs)}"
-    for name, value in values.items():
-        spec = specs[name]
-        assert type(value) is type(spec.default), f"{path}: {name} is {value!r}, declared {spec.default!r}"
-        if spec.choices:
-            assert value in spec.choices
-        if spec.minimum is not None and not isinstance(value, list):
-            assert spec.minimum <= value <= spec.maximum, name
+    assert parameter_file_problems(path, "/**/trajectory_controller", parameters()) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -82,6 +83,45 @@ def option_specs(schema: type, prefix: str = "") -> list[ParamSpec]:
 def options_from(schema: type, values: dict[str, Any]):
     """The options dataclass ``schema`` with its fields taken from node parameter ``values``."""
     return schema(**{f.name: values[f.name] for f in dataclasses.fields(schema)})
+
+
+def parameter_file_problems(path, section: str, specs: list[ParamSpec], complete: bool = False) -> list[str]:
+    """What is wrong with the ``section`` (``/**/<node>`` or ``/**``) of the parameter file ``path`` against the
+    node's declared ``specs`` (what would fail, or be ignored, at start): unknown names, values of another type
+    than the default's, outside the choices or bounds; with ``complete`` also the declared parameters it leaves
+    out. Empty when it is fine."""
+    values = ((yaml.safe_load(Path(path).read_text()) or {}).get(section) or {}).get("ros__parameters")
+    if not isinstance(values, dict):
+        return [f"{path}: no {section}: ros__parameters section"]
+    values = _flattened(values)
+    by_name = {spec.name: spec for spec in specs}
+    problems = [f"{path}: {name} is not a declared parameter" for name in values if name not in by_name]
+    if complete:
+        problems += [f"{path}: {name} is missing" for name in by_name if name not in values]
+    for name, value in values.items():
+        spec = by_name.get(name)
+        if spec is None:
+            continue
+        if type(value) is not type(spec.default):
+            problems.append(f"{path}: {name} is {value!r} ({type(value).__name__}), declared "
+                            f"{type(spec.default).__name__} (default {spec.default!r})")
+        elif spec.choices and value not in spec.choices:
+            problems.append(f"{path}: {name} is {value!r}, not one of {', '.join(map(str, spec.choices))}")
+        elif not isinstance(value, list) and (spec.minimum is not None and value < spec.minimum
+                                              or spec.maximum is not None and value > spec.maximum):
+            problems.append(f"{path}: {name} is {value!r}, outside [{spec.minimum}, {spec.maximum}]")
+    return problems
+
+
+def _flattened(values: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested parameter mappings as rcl names them: ``{"a": {"b": 1}}`` is the parameter ``a.b``."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _flattened(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def shipped_parameters(node: str, specs: list[ParamSpec]) -> dict[str, Any]:

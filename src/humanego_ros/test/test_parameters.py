@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from humanego_core.config import option
-from humanego_ros.parameters import ParamSpec, option_specs, options_from, shipped_parameters
+from humanego_ros.parameters import ParamSpec, option_specs, options_from, parameter_file_problems, shipped_parameters
 
 
 @dataclass(frozen=True)
@@ -28,3 +28,20 @@ def test_shipped_parameters_are_the_config_file_over_the_declared_defaults():
     shipped = shipped_parameters("trajectory_controller", specs)
     assert shipped["not_in_the_file"] == "kept"
     assert shipped["control_rate_hz"] == 100.0  # config/trajectory_controller.yaml
+
+
+def test_parameter_file_problems_name_each_bad_entry(tmp_path):
+    specs = [ParamSpec("rate_hz", 10.0, "rate", minimum=1.0, maximum=100.0), ParamSpec("mode", "a", "mode",
+             choices=("a", "b")), ParamSpec("frames", ["ee"], "frames"), ParamSpec("left_out", 1, "count")]
+    path = tmp_path / "node.yaml"
+    path.write_text("/**/node:\n  ros__parameters:\n    rate_hz: 10\n    mode: c\n    frames: [ee, flange]\n"
+                    "    typo: 1.0\n")
+    assert parameter_file_problems(path, "/**/node", specs) == [
+        f"{path}: typo is not a declared parameter",
+        f"{path}: rate_hz is 10 (int), declared float (default 10.0)",
+        f"{path}: mode is 'c', not one of a, b"]
+    assert f"{path}: left_out is missing" in parameter_file_problems(path, "/**/node", specs, complete=True)
+    path.write_text("/**/node:\n  ros__parameters:\n    rate_hz: 500.0\n    nested:\n      gain: 1.0\n")
+    specs.append(ParamSpec("nested.gain", 0.5, "a parameter of a group, as rcl names it"))
+    assert parameter_file_problems(path, "/**/node", specs) == [f"{path}: rate_hz is 500.0, outside [1.0, 100.0]"]
+    assert parameter_file_problems(path, "/**", specs) == [f"{path}: no /**: ros__parameters section"]
