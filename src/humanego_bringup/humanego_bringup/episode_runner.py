@@ -473,15 +473,20 @@ class ClosedLoopRunner:
     def _wait_ready(self, graph: RobotGraph, probe: GraphProbe) -> None:
         t0 = time.monotonic()
         timeout = self.config.startup_timeout_s
+        stages = [s for s in episodes.STAGES if s in self._stages_before_policy()]
         steps = [("the simulator's /clock", lambda: len(probe.clock) > 1),
                  ("the reset service", lambda: probe.reset_client.service_is_ready()),
                  ("the trajectory controller on /diagnostics and estop",
                   lambda: probe.controller_status() is not None and probe.estop_pub.get_subscription_count() > 0),
                  # Without a match the latency of a stage would silently be missing.
-                 ("the probe to match the pipeline's publishers", lambda: not probe.unmatched(
-                     [s for s in episodes.STAGES if s in self._stages_before_policy()]))]
+                 ("the probe to match the pipeline's publishers", lambda: not probe.unmatched(stages))]
         for what, condition in steps:
-            self._wait(condition, what, max(1.0, timeout - (time.monotonic() - t0)), [graph])
+            try:
+                self._wait(condition, what, max(1.0, timeout - (time.monotonic() - t0)), [graph])
+            except WaitTimeout as exc:
+                unmatched = probe.unmatched(stages)
+                raise WaitTimeout(f"{exc}; no publisher matched yet on {', '.join(unmatched)}" if unmatched
+                                  else str(exc)) from None
             self.log(f"  {what}: ready after {time.monotonic() - t0:.0f} s")
         self._wait(lambda: (probe.controller_status() or {}).get("message") == "holding: estop",
                    "the controller holding on e-stop", 30.0, [graph], tick=lambda: probe.estop(True))

@@ -15,7 +15,7 @@ and passes it with its velocity through the :class:`~humanego_core.safety.Safety
 out, the last target is held. Instead of following, it decelerates and holds (see
 :data:`HOLD_REASONS`, in priority order) on
 
-- ``estop``: an e-stop message (latched until released),
+- ``estop``: an e-stop message (latched until released; the release also drops the chunks taken during it),
 - ``no_heartbeat`` / ``heartbeat_lost``: heartbeat monitoring on and no heartbeat yet / none for too long,
 - ``stale_joint_states``: no joint state for too long,
 - ``tracking_error``: the measured joints too far from the command (the arm is blocked, or was moved or
@@ -199,6 +199,11 @@ class TrajectoryExecutor:
         self._heartbeat_mono = mono_s
 
     def on_estop(self, active: bool) -> None:
+        if self._estop and not active:
+            # Released: the arm waits for chunks that come from now on. Those taken during the e-stop were made
+            # while it held; a stale-chunk hold for the ones it stopped would count an intervention that is none.
+            self.clear_chunks()
+            self._chunk_mono = None
         self._estop = bool(active)
 
     @property

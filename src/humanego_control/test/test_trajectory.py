@@ -188,13 +188,16 @@ def test_estop_holds_until_released_and_a_new_chunk_comes():
     stopped = clock.ticks(20)
     assert stopped[0].holding == "estop" and stopped[-1] is None
     where = ex.safety.position.copy()
-    clock.add([[0.5, 0.0]] * 5)  # taken, but not followed during the e-stop
+    clock.add([[0.5, 0.0]] * 5)  # taken, but not followed during the e-stop, nor after it
     assert all(c is None for c in clock.ticks(10)) and ex.state == "holding: estop"
     np.testing.assert_allclose(ex.safety.position, where)
     ex.on_estop(False)
+    # Released, the arm waits for new chunks, past the chunk timeout, without a stale-chunk hold.
+    assert all(c is None for c in clock.ticks(60)) and ex.state == "waiting for a chunk"
+    np.testing.assert_allclose(ex.safety.position, where)
     clock.add([[0.5, 0.0]] * 10)
     assert clock.ticks(20)[-1].position[0] == pytest.approx(0.5)
-    assert ex.counts["hold_estop"] == 1
+    assert ex.counts["hold_estop"] == 1 and ex.counts["hold_stale_chunk"] == 0
 
 
 def test_heartbeat_monitoring():
