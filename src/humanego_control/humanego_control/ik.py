@@ -213,7 +213,8 @@ class InverseKinematics:
             distance = float(e @ (self._w2 * e))
             if best is None or distance < best[0]:
                 best = (distance, q, T, e)
-            if self._reached(e) or (isinstance(start, str) and self._near(e)):
+            along_path_near = isinstance(start, str) and self.near(np.linalg.norm(e[:3]), np.linalg.norm(e[3:]))
+            if self._reached(e) or along_path_near:
                 break
         _, q, T, e = best
         return IKSolution(q=q, T_reached=T, position_error_m=float(np.linalg.norm(e[:3])),
@@ -240,15 +241,11 @@ class InverseKinematics:
         q, T, e, iterations = self._descend(T_target, q, q_prev)
         return q, T, e, total + iterations
 
-    def near(self, solution: IKSolution) -> bool:
-        """Whether ``solution`` misses its target by at most the reseed thresholds: close enough that no other
-        branch is worth a jump of the arm."""
-        return bool(solution.position_error_m <= self.config.reseed_position_m
-                    and solution.rotation_error_rad <= math.radians(self.config.reseed_rotation_deg))
-
-    def _near(self, e: np.ndarray) -> bool:
-        return bool(np.linalg.norm(e[:3]) <= self.config.reseed_position_m
-                    and np.linalg.norm(e[3:]) <= math.radians(self.config.reseed_rotation_deg))
+    def near(self, position_error_m: float, rotation_error_rad: float) -> bool:
+        """Whether a solution missing its target by these errors is within the reseed thresholds: close enough
+        that no other branch is worth a jump of the arm."""
+        return bool(position_error_m <= self.config.reseed_position_m
+                    and rotation_error_rad <= math.radians(self.config.reseed_rotation_deg))
 
     def _reached(self, e: np.ndarray) -> bool:
         return bool(np.linalg.norm(e[:3]) <= self.config.reach_position_m

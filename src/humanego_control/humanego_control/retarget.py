@@ -100,7 +100,8 @@ class Retargeter:
         if min(angle, 180.0 - angle) <= FOLLOWING_DEG:
             follows_turned = angle > 90.0
             kept, other = (turned, as_is) if follows_turned else (as_is, turned)
-            return follows_turned != (other.reached and not self.ik.near(kept))
+            return follows_turned != (other.reached and not self.ik.near(kept.position_error_m,
+                                                                          kept.rotation_error_rad))
         if as_is.reached != turned.reached:
             return turned.reached
         return float(np.abs(turned.q - q_start).max()) < float(np.abs(as_is.q - q_start).max())
