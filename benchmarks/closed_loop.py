@@ -94,6 +94,9 @@ def main() -> int:
     print(f"\n== Closed loop, {args.policy} policy, serve_bread, panda, {len(seeds)} seeds "
           f"({seeds[0]}..{seeds[-1]}); {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after; {wall / 60:.1f} min")
+    hint = episodes.overload_hint(result.episodes, load_after[0], os.cpu_count())
+    if hint:
+        print(hint)
     rate = result.success_rate
     goal = GOALS[args.policy]
     print(f"success {sum(r.success for r in result.episodes)}/{len(result.episodes)} = {100 * rate:.0f} % "

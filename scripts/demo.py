@@ -123,6 +123,7 @@ def main(argv=None) -> int:
         format_report,
         node_parameters,
     )
+    from humanego_bringup.episodes import overload_hint
     from humanego_bringup.robot_graph import LaunchArgumentError, PreflightError
 
     try:
@@ -149,8 +150,10 @@ def main(argv=None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     report = format_report(result)
-    report += (f"\n\nWall time {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.1f} on "
-               f"{os.cpu_count()} CPUs. Output: {out}")
+    load = os.getloadavg()[0]
+    report += f"\n\nWall time {time.monotonic() - started:.0f} s; load average {load:.1f} on {os.cpu_count()} CPUs."
+    hint = overload_hint(result.episodes, load, os.cpu_count())
+    report += (f"\n{hint}" if hint else "") + f"\nOutput: {out}"
     print(report)
     (out / "report.txt").write_text(report + "\n")
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=1))

@@ -117,6 +117,16 @@ def test_episode_table_and_success_rate():
     assert json.loads(json.dumps(results[0].to_dict()))["seed"] == 3
 
 
+def test_an_overloaded_machine_is_named_with_the_remedy():
+    results = [episodes.EpisodeResult(s, True, 7.0, 7.0, real_time_factor=rtf) for s, rtf in ((0, 0.98), (1, 1.0))]
+    assert episodes.overload_hint(results, 3.9, 2) is None
+    hint = episodes.overload_hint(results, 9.8, 2)
+    assert "load average 9.8 on 2 CPUs" in hint and "--param sim_robot.real_time_factor=0.5 " in hint
+    assert episodes.overload_hint([], 9.8, 2) is None
+    slowed = [episodes.EpisodeResult(0, True, 7.0, 14.0, real_time_factor=0.5)]
+    assert "real_time_factor=0.25 " in episodes.overload_hint(slowed, 4.5, 2)
+
+
 # --- drawing -----------------------------------------------------------------------------------------------------
 def test_projection_matches_opencv():
     camera = CameraModel(LINEAR, [300.0, 310.0, 160.0, 120.0], 320, 240)

@@ -216,6 +216,18 @@ class EpisodeResult:
         return asdict(self)
 
 
+def overload_hint(results: Sequence[EpisodeResult], load_average: float, cpus: int) -> str | None:
+    """A line for a run whose machine was busier than its cores (load above twice their number): the graph then
+    waits for CPU, and its figures are the machine's, not the stack's. None otherwise."""
+    if load_average <= 2 * cpus or not results:
+        return None
+    rtfs = [r.real_time_factor for r in results if math.isfinite(r.real_time_factor)]
+    half = max(0.05, round(float(np.median(rtfs)) / 2 / 0.05) * 0.05) if rtfs else 0.5  # a round value
+    return (f"note: load average {load_average:.1f} on {cpus} CPUs: the nodes waited for CPU, so latency and success "
+            f"here measure the machine; --param sim_robot.real_time_factor={half:g} slows the simulated world "
+            "down so that the graph keeps up")
+
+
 def success_rate(results: Sequence[EpisodeResult]) -> float:
     return sum(r.success for r in results) / len(results) if results else math.nan
 
