@@ -82,11 +82,22 @@ def parameters() -> list[ParamSpec]:
     ]
 
 
-def next_due(due_ns: int, period_ns: int, now_ns: int) -> int:
-    """The next time of a periodic publication: on its own schedule (publications land on physics chunk
-    boundaries; rescheduling from "now" would lower the rate), never in the past."""
-    due_ns += period_ns
-    return due_ns if due_ns > now_ns else now_ns + period_ns
+class Periodic:
+    """A periodic publication, on its own schedule (publications land on physics chunk boundaries; rescheduling
+    from "now" would lower the rate), never scheduled in the past."""
+
+    def __init__(self, rate_hz: float):
+        self.period_ns = round(1e9 / rate_hz)
+        self.next_ns = 0
+
+    def due(self, now_ns: int) -> bool:
+        """Whether the publication is due at ``now_ns``; if so, the next one is scheduled."""
+        if now_ns < self.next_ns:
+            return False
+        self.next_ns += self.period_ns
+        if self.next_ns <= now_ns:
+            self.next_ns = now_ns + self.period_ns
+        return True
 
 
 def transform_stamped(T: np.ndarray, parent: str, child: str, stamp) -> TransformStamped:
@@ -175,11 +186,10 @@ class SimRobotNode(Node):
         p = self.params
         period_ns = round(1e9 / p["joint_state_rate_hz"])
         steps = max(1, round(period_ns * 1e-9 / self.sim.timestep))
-        camera_ns = round(1e9 / p["camera_rate_hz"]) if self.camera else 0
-        task_ns = round(1e9 / p["task_state_rate_hz"])
-        tf_ns = round(1e9 / p["tf_rate_hz"])
+        camera = Periodic(p["camera_rate_hz"]) if self.camera else None
+        task_state = Periodic(p["task_state_rate_hz"])
+        tf = Periodic(p["tf_rate_hz"])
         rtf = p["real_time_factor"]
-        next_camera = next_task = next_tf = 0
         anchor_wall, anchor_sim = time.monotonic(), self.sim.stamp_ns()
         try:
             while not self._stop.is_set():
@@ -187,19 +197,14 @@ class SimRobotNode(Node):
                     self.sim.step(steps)
                     snap = self.sim.snapshot()
                     frames = None
-                    if self.camera and snap.stamp_ns >= next_camera:
-                        next_camera = next_due(next_camera, camera_ns, snap.stamp_ns)
+                    if camera is not None and camera.due(snap.stamp_ns):
                         frames = tuple(self.sim.render(p["camera_width"], p["camera_height"], kind)
                                        if self._wanted(pub) else None
                                        for kind, pub in (("rgb", self.pub_image), ("depth", self.pub_depth)))
-                with_tf = snap.stamp_ns >= next_tf
-                if with_tf:
-                    next_tf = next_due(next_tf, tf_ns, snap.stamp_ns)
-                self._publish_state(snap, with_tf)
+                self._publish_state(snap, tf.due(snap.stamp_ns))
                 if frames is not None:
                     self._publish_camera(snap.stamp_ns, *frames)
-                if snap.stamp_ns >= next_task:
-                    next_task = next_due(next_task, task_ns, snap.stamp_ns)
+                if task_state.due(snap.stamp_ns):
                     self._publish_task_state(snap)
                 if rtf > 0:
                     ahead = (snap.stamp_ns - anchor_sim) * 1e-9 / rtf - (time.monotonic() - anchor_wall)
