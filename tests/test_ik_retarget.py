@@ -139,17 +139,18 @@ def test_chunks_become_joint_trajectories_reaching_their_poses(processes, probe)
     markers = peer.wait(lambda: got["markers"] and got["markers"][-1], "the markers", node)
     assert len(markers.markers[0].points) == (HORIZON - first) * 8  # 4 segments of a gripper per step
 
-    # A NaN pose, and a frame TF does not know: rejected and counted, nothing published for them.
+    # A NaN pose, and a frame TF does not know: rejected and counted, nothing published for them. One at a time:
+    # a chunk that arrives while the solver is busy supersedes the one waiting, which then is never checked.
+    before = wait_status(peer, lambda s: s["chunks_published"] == "1" and s, "the status after one chunk", node)
+    tf_rejections = int(before.get("rejected_no_transform", 0))
     bad, _, _ = chunk_now()
     bad.poses[3].position.x = float("nan")
     peer.actions.publish(bad)
+    wait_status(peer, lambda s: s.get("rejected_invalid") == "1", "the NaN chunk's rejection", node)
     lost, _, _ = chunk_now(frame="nowhere")
     peer.actions.publish(lost)
-    before = wait_status(peer, lambda s: s["chunks_published"] == "1" and s, "the status after one chunk", node)
-    tf_rejections = int(before.get("rejected_no_transform", 0))
-    wait_status(peer, lambda s: s.get("rejected_invalid") == "1"
-                and s.get("rejected_no_transform") == str(tf_rejections + 1),
-                "the rejections on /diagnostics", node)
+    wait_status(peer, lambda s: s.get("rejected_no_transform") == str(tf_rejections + 1),
+                "the unknown frame's rejection", node)
     assert len(got["chunk"]) == 1
     # The node keeps working after them.
     again, _, _ = chunk_now()
