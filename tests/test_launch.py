@@ -9,17 +9,19 @@ import signal
 import subprocess
 import threading
 import time
+from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 
 from humanego_bringup.launcher import RobotGraph
-from humanego_bringup.robot_graph import PreflightError, launch_args, node_pattern_matches, parameter_value, plan
+from humanego_bringup.robot_graph import NODES, PreflightError, launch_args, node_pattern_matches, parameter_value, plan
 from humanego_control.hand_eye import save_camera_extrinsics
 from humanego_core.actions import NormStats
 from humanego_core.ict import MAX_TOKENS, token_dim
@@ -77,20 +79,16 @@ def node_names(probe_node) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module, config, section", [
-    ("humanego_sim.sim_robot_node", "sim_robot", "/**"),
-    ("humanego_perception.clean_view_node", "clean_view", "/**"),
-    ("humanego_perception.state_estimator_node", "state_estimator", "/**/state_estimator"),
-    ("humanego_policy.policy_node", "policy", "/**/policy"),
-    ("humanego_control.ik_retarget_node", "ik_retarget", "/**/ik_retarget"),
-    ("humanego_control.trajectory_controller_node", "trajectory_controller", "/**/trajectory_controller"),
-    ("humanego_control.extrinsics_check_node", "extrinsics_check", "/**"),
-    ("humanego_drivers.realsense_node", "realsense_source", "/**"),
-])
-def test_each_shipped_parameter_file_sets_declared_parameters_with_their_types(workspace, module, config, section):
+@pytest.mark.parametrize("spec", [spec for spec in NODES if spec.config], ids=lambda spec: spec.name)
+def test_each_shipped_parameter_file_sets_declared_parameters_with_their_types(workspace, spec):
     """A misspelt or mistyped entry in config/<node>.yaml would fail the node at start (or be ignored)."""
-    specs = importlib.import_module(module).parameters()
-    assert parameter_file_problems(workspace / "config" / f"{config}.yaml", section, specs) == []
+    [entry_point] = entry_points(group="console_scripts", name=spec.executable)
+    specs = importlib.import_module(entry_point.module).parameters()
+    path = workspace / "config" / spec.config
+    sections = [key for key in yaml.safe_load(path.read_text()) if node_pattern_matches(key, f"/{spec.name}")]
+    assert sections, f"{path} has no section for /{spec.name}"
+    for section in sections:
+        assert parameter_file_problems(path, section, specs) == []
 
 
 def test_graph_starts_every_node_and_stops_them(probe, tiny_bundle):

@@ -20,7 +20,7 @@ setup(
         "console_scripts": [
             "realsense_source = humanego_drivers.realsense_node:main",
             "aria_source = humanego_drivers.aria_node:main",
-            "aria_live = humanego_drivers.aria_node:main_live",
+            "aria_live = humanego_drivers.aria_live_node:main",
             "recording_source = humanego_drivers.recording_node:main",
         ],
     },

@@ -22,16 +22,18 @@ from humanego_ros import qos
 from humanego_ros.parameters import ParamSpec, declare_parameters
 from humanego_ros.runner import run_node
 
-PARAMETERS = [
-    ParamSpec("file", "", "Calibration file (parent_frame, child_frame, translation, rotation); "
-              "empty = the installed config/camera_extrinsics.yaml.", read_only=True),
-]
+
+def parameters() -> list[ParamSpec]:
+    return [
+        ParamSpec("file", "", "Calibration file (parent_frame, child_frame, translation, rotation); "
+                  "empty = the installed config/camera_extrinsics.yaml.", read_only=True),
+    ]
 
 
 class CameraExtrinsicsNode(Node):
     def __init__(self):
         super().__init__("camera_extrinsics")
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, parameters())
         path = p["file"] or resource_path("config", "camera_extrinsics.yaml")
         # ConfigError (a ValueError): run_node reports it and exits with 2.
         extrinsics, T_parent_child = load_camera_extrinsics(path)

@@ -14,17 +14,19 @@ from humanego_ros import qos
 from humanego_ros.parameters import ParamSpec, declare_parameters
 from humanego_ros.runner import run_node
 
-PARAMETERS = [
-    ParamSpec("rate_hz", 10.0, "Heartbeat rate in Hz; the controller's timeout must be a few periods.",
-              minimum=0.5, maximum=1000.0),
-    ParamSpec("source", "operator", "Name of this station, sent as header.frame_id."),
-]
+
+def parameters() -> list[ParamSpec]:
+    return [
+        ParamSpec("rate_hz", 10.0, "Heartbeat rate in Hz; the controller's timeout must be a few periods.",
+                  minimum=0.5, maximum=1000.0),
+        ParamSpec("source", "operator", "Name of this station, sent as header.frame_id."),
+    ]
 
 
 class HeartbeatNode(Node):
     def __init__(self):
         super().__init__("heartbeat")
-        self.params = declare_parameters(self, PARAMETERS)
+        self.params = declare_parameters(self, parameters())
         self.publisher = self.create_publisher(Header, "heartbeat", qos.COMMAND)
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self.beat)
         self.get_logger().info(f"heartbeat '{self.params['source']}' at {self.params['rate_hz']} Hz "

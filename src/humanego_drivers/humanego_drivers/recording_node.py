@@ -10,16 +10,17 @@ from __future__ import annotations
 import sys
 
 from humanego_drivers.recording import open_recording_replay
-from humanego_drivers.replay_node import ReplayNode
+from humanego_drivers.replay_node import ReplayNode, replay_parameters
 from humanego_ros.parameters import ParameterError, ParamSpec
 from humanego_ros.runner import run_node
 
 NODE_NAME = "recording_source"
 
 
-def source_parameters() -> list[ParamSpec]:
+def parameters() -> list[ParamSpec]:
+    """Everything recording_source declares: the recording, and how it is replayed and published."""
     return [ParamSpec("recording", "", "Recording folder to replay (rgb/, calibration/, slam/ or trajectory/, "
-                      "hand_tracking/).")]
+                      "hand_tracking/).")] + replay_parameters()
 
 
 def open_source(p: dict):
@@ -30,4 +31,4 @@ def open_source(p: dict):
 
 
 def main(args=None):
-    sys.exit(run_node(lambda: ReplayNode(NODE_NAME, source_parameters(), open_source), args))
+    sys.exit(run_node(lambda: ReplayNode(NODE_NAME, parameters(), open_source), args))

@@ -136,9 +136,10 @@ def hand_tracking_msg(hands: HandTracking, row: int, stamp_ns: int, frame_id: st
 
 
 class ReplayNode(Node):
-    def __init__(self, name: str, source_parameters: list[ParamSpec], open_source: Callable[[dict], ReplaySource]):
+    def __init__(self, name: str, parameters: list[ParamSpec], open_source: Callable[[dict], ReplaySource]):
+        """``parameters``: everything the node declares, :func:`replay_parameters` and its source's."""
         super().__init__(name)
-        p = self.params = declare_parameters(self, source_parameters + replay_parameters())
+        p = self.params = declare_parameters(self, parameters)
         check_output_parameters(p)
         if p["publish_clock"] and p["stamp"] != "device":
             raise ParameterError("parameter 'publish_clock' needs stamp:=device (the clock is the device time)")

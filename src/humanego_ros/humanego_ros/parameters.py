@@ -90,10 +90,9 @@ def parameter_file_problems(path, section: str, specs: list[ParamSpec], complete
     node's declared ``specs`` (what would fail, or be ignored, at start): unknown names, values of another type
     than the default's, outside the choices or bounds; with ``complete`` also the declared parameters it leaves
     out. Empty when it is fine."""
-    values = ((yaml.safe_load(Path(path).read_text()) or {}).get(section) or {}).get("ros__parameters")
-    if not isinstance(values, dict):
+    values = section_values(path, section)
+    if values is None:
         return [f"{path}: no {section}: ros__parameters section"]
-    values = _flattened(values)
     by_name = {spec.name: spec for spec in specs}
     problems = [f"{path}: {name} is not a declared parameter" for name in values if name not in by_name]
     if complete:
@@ -128,5 +127,14 @@ def shipped_parameters(node: str, specs: list[ParamSpec]) -> dict[str, Any]:
     """The parameters the robot graph runs ``node`` with: the declared defaults, then config/<node>.yaml (for
     running the same parts without ROS: benchmarks)."""
     path = resource_path("config", f"{node}.yaml")
-    values = yaml.safe_load(path.read_text())[f"/**/{node}"]["ros__parameters"]
+    values = section_values(path, f"/**/{node}")
+    if values is None:
+        raise ValueError(f"{path}: no /**/{node}: ros__parameters section")
     return {spec.name: spec.default for spec in specs} | values
+
+
+def section_values(path, section: str) -> dict[str, Any] | None:
+    """The ``ros__parameters`` of ``section`` in the parameter file ``path``, nested groups flattened as rcl
+    names them (``{"a": {"b": 1}}`` is the parameter ``a.b``); None when the file has no such section."""
+    values = ((yaml.safe_load(Path(path).read_text()) or {}).get(section) or {}).get("ros__parameters")
+    return _flattened(values) if isinstance(values, dict) else None

@@ -5,7 +5,14 @@ from dataclasses import dataclass
 import pytest
 
 from humanego_core.config import option
-from humanego_ros.parameters import ParamSpec, option_specs, options_from, parameter_file_problems, shipped_parameters
+from humanego_ros.parameters import (
+    ParamSpec,
+    option_specs,
+    options_from,
+    parameter_file_problems,
+    section_values,
+    shipped_parameters,
+)
 
 
 @dataclass(frozen=True)
@@ -45,3 +52,10 @@ def test_parameter_file_problems_name_each_bad_entry(tmp_path):
     specs.append(ParamSpec("nested.gain", 0.5, "a parameter of a group, as rcl names it"))
     assert parameter_file_problems(path, "/**/node", specs) == [f"{path}: rate_hz is 500.0, outside [1.0, 100.0]"]
     assert parameter_file_problems(path, "/**", specs) == [f"{path}: no /**: ros__parameters section"]
+
+
+def test_section_values_flatten_groups_and_say_when_the_section_is_missing(tmp_path):
+    path = tmp_path / "node.yaml"
+    path.write_text("/**/node:\n  ros__parameters:\n    rate_hz: 5.0\n    limits:\n      joint1: {max: 1.0}\n")
+    assert section_values(path, "/**/node") == {"rate_hz": 5.0, "limits.joint1.max": 1.0}
+    assert section_values(path, "/**") is None
