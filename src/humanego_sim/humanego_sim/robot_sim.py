@@ -78,7 +78,6 @@ class Snapshot:
     joint_names: list[str]
     positions: np.ndarray
     velocities: np.ndarray
-    link_transforms: list[tuple[str, str, np.ndarray]]  # (parent, child, T_parent_child) of moving links
     object_poses: dict[str, np.ndarray]                  # world poses of each object's base centre
     success: SuccessCheck
 
@@ -248,10 +247,14 @@ class RobotSim:
         qpos = np.r_[self.data.qpos[r.arm_qpos], self.data.qpos[r.finger_qpos]]
         finger_dof = [self.model.joint(j).dofadr[0] for j in r.finger_joints]
         qvel = np.r_[self.data.qvel[r.arm_dof], self.data.qvel[finger_dof]]
-        links = [(parent, child, self._relative(i, j)) for parent, child, i, j in self._moving]
         objects = {name: self.world.object_pose(name) for name in self.world.task.objects}
-        return Snapshot(self.stamp_ns(), self.elapsed, self.seed, list(self.joint_names), qpos, qvel, links,
-                        objects, self.world.check_success())
+        return Snapshot(self.stamp_ns(), self.elapsed, self.seed, list(self.joint_names), qpos, qvel, objects,
+                        self.world.check_success())
+
+    def link_transforms(self) -> list[tuple[str, str, np.ndarray]]:
+        """(parent, child, T_parent_child) of the robot's moving links now (not in :meth:`snapshot`: TF wants
+        them at a lower rate than the joint states)."""
+        return [(parent, child, self._relative(i, j)) for parent, child, i, j in self._moving]
 
     def static_transforms(self) -> list[tuple[str, str, np.ndarray]]:
         """Transforms that never change: the robot's mount and fixed links, and the ego camera frames."""

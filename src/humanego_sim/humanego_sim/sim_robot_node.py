@@ -196,12 +196,13 @@ class SimRobotNode(Node):
                 with self._lock:
                     self.sim.step(steps)
                     snap = self.sim.snapshot()
+                    links = self.sim.link_transforms() if tf.due(snap.stamp_ns) else None
                     frames = None
                     if camera is not None and camera.due(snap.stamp_ns):
                         frames = tuple(self.sim.render(p["camera_width"], p["camera_height"], kind)
                                        if self._wanted(pub) else None
                                        for kind, pub in (("rgb", self.pub_image), ("depth", self.pub_depth)))
-                self._publish_state(snap, tf.due(snap.stamp_ns))
+                self._publish_state(snap, links)
                 if frames is not None:
                     self._publish_camera(snap.stamp_ns, *frames)
                 if task_state.due(snap.stamp_ns):
@@ -221,16 +222,17 @@ class SimRobotNode(Node):
         finally:
             self.sim.close()  # the renderer belongs to this thread's GL context
 
-    def _publish_state(self, snap, with_tf: bool) -> None:
+    def _publish_state(self, snap, links: list[tuple[str, str, np.ndarray]] | None) -> None:
+        """Joint states and /clock; the links' /tf when ``links`` is given."""
         stamp = conv.ns_to_time(snap.stamp_ns)
         if self.pub_clock is not None:
             self.pub_clock.publish(Clock(clock=stamp))
         msg = JointState(name=snap.joint_names, position=snap.positions.tolist(), velocity=snap.velocities.tolist())
         msg.header.stamp = stamp
         self.pub_joints.publish(msg)
-        if with_tf:
+        if links is not None:
             self.pub_tf.publish(TFMessage(transforms=[transform_stamped(T, parent, child, stamp)
-                                                      for parent, child, T in snap.link_transforms]))
+                                                      for parent, child, T in links]))
 
     @staticmethod
     def _wanted(publisher) -> bool:

@@ -168,13 +168,13 @@ def test_snapshot_frames(fresh):
     sim = fresh
     snap = sim.snapshot()
     assert snap.joint_names == sim.robot.arm_joints + sim.robot.finger_joints
-    moving = {child: parent for parent, child, _ in snap.link_transforms}
+    moving = {child: parent for parent, child, _ in sim.link_transforms()}
     static = {child: parent for parent, child, _ in sim.static_transforms()}
     assert static["base_link"] == "world" and moving["link1"] == "link0" and static["ee"] == "hand"
     assert static["camera_optical_frame"] == "camera_link" and static["camera_link"] == "world"
     # Chaining the published transforms from world to ee gives the ee's world pose.
     parents = {**moving, **static}
-    transforms = {child: T for _, child, T in snap.link_transforms + sim.static_transforms()}
+    transforms = {child: T for _, child, T in sim.link_transforms() + sim.static_transforms()}
     frame, T = "ee", np.eye(4)
     while frame != "world":
         T = transforms[frame] @ T
