@@ -2,10 +2,11 @@
 
     python benchmarks/closed_loop_headless.py [--seeds 8] [--first-seed 0] [--mode receding_horizon]
 
-Per seed: the human demonstration of that scene (build/data/serve_bread/demo_<seed>, as config/policy.yaml
-plays it) is retargeted at the policy's rate from the measured joints (humanego_control.retarget with
-config/ik_retarget.yaml, the alignment of config/views.yaml), executed by the trajectory executor and safety
-filter at 100 Hz (config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What
+Per seed: the human demonstration of that scene (the recording in --recordings whose metadata.json names the
+seed, as benchmarks/closed_loop.py finds it; played as config/policy.yaml plays it) is retargeted at the
+policy's rate from the measured joints (humanego_control.retarget with config/ik_retarget.yaml, the alignment
+of config/views.yaml), executed by the trajectory executor and safety filter at 100 Hz
+(config/trajectory_controller.yaml) and simulated by MuJoCo (humanego_sim.robot_sim). What
 the graph adds, DDS, process scheduling and IK latency, is absent: comparing this with benchmarks/closed_loop.py
 separates retargeting and control from timing. An episode succeeds by the task's check; it stops at 20 s of sim time.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from humanego_bringup import episodes
 from humanego_control import ik_retarget_node, trajectory_controller_node
 from humanego_control.ik import IKConfig
 from humanego_control.retarget import Retargeter
@@ -93,7 +95,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=8, help="number of episodes (default 8)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--recordings", type=Path, default=WORKSPACE / "build" / "data" / "serve_bread",
-                        help="preprocessed recordings demo_<seed> (default build/data/serve_bread)")
+                        help="folder of preprocessed recordings, one per seed (default build/data/serve_bread)")
     parser.add_argument("--mode", choices=("receding_horizon", "temporal_ensembling"),
                         default=control_parameters()["mode"])
     parser.add_argument("--seconds", type=float, default=20.0, help="sim seconds per episode (default 20)")
@@ -101,11 +103,12 @@ def main() -> int:
     successes = 0
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     print(f"replay, headless, {args.mode}: seed | success | sim s | bread from the plate centre cm | safety")
+    recordings, missing = episodes.replay_recordings(args.recordings, seeds)
+    if missing:
+        parser.error(f"no preprocessed recording of seeds {missing} in {args.recordings}: make them with "
+                     "scripts/make_training_data.sh (or generate_demos --seed and preprocess)")
     for seed in seeds:
-        recording = args.recordings / f"demo_{seed:04d}"
-        if not recording.is_dir():
-            parser.error(f"{recording} does not exist: make it with scripts/make_training_data.sh")
-        success, seconds, distance, counters = run_episode(seed, recording, args.mode, args.seconds)
+        success, seconds, distance, counters = run_episode(seed, recordings[seed], args.mode, args.seconds)
         successes += success
         print(f"{seed} | {'yes' if success else 'no'} | {seconds:.1f} | {distance * 100:.1f} | {counters}", flush=True)
     print(f"success {successes}/{len(seeds)} = {100 * successes / len(seeds):.0f} %")

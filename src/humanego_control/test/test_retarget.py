@@ -26,13 +26,14 @@ def alignment():
 def test_the_shipped_alignment_puts_the_fingers_on_the_pinch_of_a_grasping_hand(panda, alignment):
     """views.yaml's alignment was measured on tracked (noisy) hands; the synthetic demonstrator's hand model
     holding the bread (humanego_sim.human: a tip distance of the bread's width plus the finger pads) is the
-    reference: its pinch frame's squeeze axis is the fingers' motion (ee y), its y the approach (ee z)."""
+    reference: its pinch frame's squeeze axis is the fingers' motion (ee -y: views.yaml swaps the fingers, which
+    grasp the same), its y the approach (ee z)."""
     R_hand_pinch = pinch_in_hand(hand_landmarks(0.05 + 2 * FINGER_RADIUS - 0.002))[:3, :3]
     q = np.array([0.2, -0.3, 0.1, -2.1, 0.1, 1.9, 0.6])
     T_base_ee = panda.fk(q)
     T_base_hand = T_base_ee @ alignment
     pinch = T_base_hand[:3, :3] @ R_hand_pinch
-    assert np.degrees(np.arccos(pinch[:, 0] @ T_base_ee[:3, 1])) < 10.0
+    assert np.degrees(np.arccos(pinch[:, 0] @ -T_base_ee[:3, 1])) < 10.0
     assert np.degrees(np.arccos(pinch[:, 1] @ T_base_ee[:3, 2])) < 10.0
     np.testing.assert_allclose(T_base_hand[:3, 3], T_base_ee[:3, 3], atol=1e-12)
     left = panda.frame_transform(q, "leftfinger", 0.03)[:3, 3]

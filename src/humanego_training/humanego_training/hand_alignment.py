@@ -14,6 +14,11 @@ block of ``config/views.yaml`` for a robot whose ee frame has z along the approa
 y (urdf/panda.urdf, urdf/ur5e.urdf)::
 
     humanego run humanego_training hand_alignment --recordings build/data/serve_bread [--hand right]
+
+A parallel gripper grasps the same with its fingers swapped, so the squeeze axis may lie along the ee's +y or
+-y (``--swap-fingers``): the two alignments differ by half a turn about the approach axis, which the arm makes
+with its last joint. Which one leaves that joint room for the demonstrator's wrist turns depends on the robot's
+joint range and the task; config/views.yaml says which it uses and why.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from humanego_training.human_recording import HumanRecordingError, find_recordin
 # The pinch frame in the robot's ee frame: pinch x (squeeze) = ee y (finger motion), pinch y (towards the tips)
 # = ee z (approach), pinch z = ee x.
 R_EE_PINCH = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+# ... with the fingers swapped: the squeeze axis along the ee's -y (half a turn about the approach, ee z).
+R_EE_PINCH_SWAPPED = np.diag([-1.0, -1.0, 1.0]) @ R_EE_PINCH
 
 
 def grasped_landmarks(landmarks: np.ndarray, closed_fraction: float) -> np.ndarray:
@@ -47,11 +54,11 @@ def measure(landmarks: np.ndarray) -> tuple[Rotation, np.ndarray]:
     return mean, np.degrees((mean.inv() * rotations).magnitude())
 
 
-def ee_to_gripper(R_hand_pinch: np.ndarray) -> np.ndarray:
+def ee_to_gripper(R_hand_pinch: np.ndarray, swap_fingers: bool = False) -> np.ndarray:
     """T_ee_gripper (4, 4) with the gripper frame = the hand frame: ``R_ee_pinch R_hand_pinch^T``, no offset
-    (both frames sit between the tips)."""
+    (both frames sit between the tips); the pinch's squeeze axis along the ee's y, or -y with ``swap_fingers``."""
     T = np.eye(4)
-    T[:3, :3] = R_EE_PINCH @ R_hand_pinch.T
+    T[:3, :3] = (R_EE_PINCH_SWAPPED if swap_fingers else R_EE_PINCH) @ R_hand_pinch.T
     return T
 
 
@@ -64,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--closed-fraction", type=float, default=0.25,
                         help="fraction of each recording's tracked frames taken as grasping: those with the "
                              "smallest thumb-index tip distance (default 0.25)")
+    parser.add_argument("--swap-fingers", action="store_true",
+                        help="put the squeeze axis (thumb tip -> index tip) along the ee's -y instead of +y: the "
+                             "same grasp for a parallel gripper, half a turn of the wrist's last joint away")
     args = parser.parse_args(argv)
     if not 0.0 < args.closed_fraction <= 1.0:
         parser.error(f"--closed-fraction must be in (0, 1], got {args.closed_fraction}")
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{angle:.1f} deg in the hand frame (rotation vector {np.round(np.degrees(mean.as_rotvec()), 1).tolist()} "
           f"deg), spread p50 {p50:.1f} / p95 {p95:.1f} deg")
     print("config/views.yaml:\n  ee_to_gripper:")
-    for row in ee_to_gripper(mean.as_matrix()):
+    for row in ee_to_gripper(mean.as_matrix(), args.swap_fingers):
         print("    - [" + ", ".join(f"{v:.8f}" for v in row) + "]")
     return 0
 

@@ -2,9 +2,10 @@
 fingers on the demonstrator's pinch (the simulator's ground truth), within the tracking noise."""
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
-from humanego_training.hand_alignment import R_EE_PINCH, main
+from humanego_training.hand_alignment import R_EE_PINCH, R_EE_PINCH_SWAPPED, main
 
 
 def printed_matrix(text: str) -> np.ndarray:
@@ -12,8 +13,9 @@ def printed_matrix(text: str) -> np.ndarray:
     return np.array([[float(v) for v in row.split(",")] for row in rows])
 
 
-def test_the_printed_alignment_matches_the_ground_truth_pinch(demos_dir, capsys):
-    assert main(["--recordings", str(demos_dir)]) == 0
+@pytest.mark.parametrize("swap", [False, True])
+def test_the_printed_alignment_matches_the_ground_truth_pinch(demos_dir, capsys, swap):
+    assert main(["--recordings", str(demos_dir)] + (["--swap-fingers"] if swap else [])) == 0
     out = capsys.readouterr().out
     assert "grasping frames of 2 recording(s)" in out and "config/views.yaml:" in out
     T_ee_hand = printed_matrix(out)
@@ -28,7 +30,7 @@ def test_the_printed_alignment_matches_the_ground_truth_pinch(demos_dir, capsys)
         truth.append(np.linalg.inv(gt["T_world_hand"][grasped])[:, :3, :3] @ gt["T_world_pinch"][grasped][:, :3, :3])
     R_hand_pinch = Rotation.from_matrix(np.concatenate(truth)).mean().as_matrix()
     R_ee_pinch = T_ee_hand[:3, :3] @ R_hand_pinch
-    error = np.degrees(Rotation.from_matrix(R_ee_pinch @ R_EE_PINCH.T).magnitude())
+    error = np.degrees(Rotation.from_matrix(R_ee_pinch @ (R_EE_PINCH_SWAPPED if swap else R_EE_PINCH).T).magnitude())
     assert error < 12.0, error
 
 
