@@ -89,9 +89,9 @@ def parameters() -> list[ParamSpec]:
                   "stamp.", minimum=0.0, maximum=10.0),
         ParamSpec("grasp_threshold", 0.5, "Grasp value from which the gripper is commanded closed.",
                   minimum=0.01, maximum=1.0),
-        ParamSpec("symmetric_gripper", True, "The gripper grasps the same turned by 180 degrees about its approach "
-                  "axis (a parallel gripper): each chunk follows whichever of the two poses the arm reaches with "
-                  "less joint motion."),
+        ParamSpec("symmetric_gripper", False, "The gripper grasps the same turned by 180 degrees about its approach "
+                  "axis (a parallel gripper): each chunk may take the turned pose, keeping the one the arm follows "
+                  "(humanego_control.retarget). Off: the chunk's poses as they are, no half turns of the wrist."),
     ] + option_specs(IKConfig, "IK: ")
 
 

@@ -19,7 +19,8 @@ it stays with it, even where the IK only gets near it (a wrist at its limit), un
 IK's reseed thresholds and the other is reached: swapping is half a turn of the wrist, which near the object knocks
 it over, and the chunk after would swap back. Otherwise (from home, say) the one the arm reaches with the smaller
 joint change is taken: a human wrist turns through angles that put the arm's last joint at its limit for one of
-the two.
+the two. It is off by default: which of the two suits an arm is better fixed once, in the alignment
+(``humanego_training hand_alignment --swap-fingers``; config/views.yaml says how the shipped one was chosen).
 
 Steps the IK cannot reach are clamped to the nearest reachable pose and flagged (see ``ik``). How fast the
 joints would have to move between steps (``speed_ratio``: the largest |dq| / (dt v_max) over joints, from the
@@ -56,7 +57,7 @@ FOLLOWING_DEG = 45.0  # an ee this close in orientation to one of the two target
 
 class Retargeter:
     def __init__(self, kinematics: RobotKinematics, T_ee_gripper, ik_config: IKConfig | None = None,
-                 grasp_threshold: float = 0.5, symmetric_gripper: bool = True):
+                 grasp_threshold: float = 0.5, symmetric_gripper: bool = False):
         self.kin = kinematics
         self.T_ee_gripper = geometry.check_transform(np.asarray(T_ee_gripper, float), "T_ee_gripper")
         self._T_gripper_ee = geometry.invert(self.T_ee_gripper)

@@ -49,10 +49,10 @@ def test_a_chunk_follows_the_fingers_swapped_pose_when_the_arm_reaches_it_with_l
     turn = np.eye(4)
     turn[:3, :3] = Rotation.from_rotvec([0, 0, np.radians(170)]).as_matrix()
     T_base_gripper = np.stack([panda.fk(q0) @ turn @ alignment] * 3)
-    symmetric = Retargeter(panda, alignment).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
+    symmetric = Retargeter(panda, alignment, symmetric_gripper=True).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
     assert symmetric.ik.reached.all()
     assert np.abs(symmetric.q - q0).max() < np.radians(12)  # shared by the wrist joints
-    as_is = Retargeter(panda, alignment, symmetric_gripper=False).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
+    as_is = Retargeter(panda, alignment).retarget(T_base_gripper, np.zeros(3), q0, 1 / 30)
     assert np.abs(as_is.q - q0).max() > 1.0 or not as_is.ik.reached.all()
 
 
@@ -80,7 +80,8 @@ def test_a_chunk_keeps_the_pose_the_arm_follows_while_the_ik_gets_near_it(panda,
     kept = ik_result(panda, kept_miss_m, 2.0, reached=False)
     other = ik_result(panda, 0.0, 0.0, reached=True)
     as_is, turned_step = (other, kept) if follows_turned else (kept, other)
-    assert Retargeter(panda, alignment)._prefer_turned(turned_step, as_is, T_target, q0) == turned
+    retargeter = Retargeter(panda, alignment, symmetric_gripper=True)
+    assert retargeter._prefer_turned(turned_step, as_is, T_target, q0) == turned
 
 
 def test_gripper_poses_of_a_joint_path_retarget_back_to_it(panda, alignment):
