@@ -164,6 +164,28 @@ def test_replay_recordings_are_found_by_the_seed_of_their_scene(tmp_path):
     assert missing == [8, 10]  # 8: preprocessing has not finished
 
 
+def test_a_missed_start_names_what_did_not_arrive_after_the_reset():
+    from types import SimpleNamespace
+
+    from humanego_bringup.episode_runner import ClosedLoopRunner
+    from humanego_interfaces.msg import TaskState
+
+    reset_ns = 10_000_000_000
+    state = TaskState(seed=4)
+    state.header.stamp.sec = 11
+    probe = SimpleNamespace(lock=threading.Lock(), chunk_stamps=[9_000_000_000], task_state=state)
+    assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 4) == (
+        "no action_chunk stamped after the reset (1 received, newest stamped -1.0 s from it)")
+    probe.chunk_stamps.append(10_500_000_000)
+    assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 5) == (
+        "no task_state of seed 5 after the reset (newest of seed 4, +1.0 s from it)")
+    probe.chunk_stamps.clear()
+    probe.task_state = None
+    assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 5) == (
+        "no action_chunk stamped after the reset (0 received, none yet); no task_state of seed 5 after the reset "
+        "(none yet)")
+
+
 # --- the real graph, closed loop ---------------------------------------------------------------------------------
 SEED = 3
 REACH_S = 2.5

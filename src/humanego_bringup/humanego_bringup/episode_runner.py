@@ -541,8 +541,9 @@ class ClosedLoopRunner:
                 break
             except WaitTimeout as exc:
                 status = probe.statuses().get("policy", {})
-                reason = (f"{exc} (the policy node's last /diagnostics: {status.get('message', 'none')}, "
-                          f"chunks_published {status.get('chunks_published', '?')})")
+                reason = (f"{exc}: {self._missing_after_reset(probe, reset_ns, seed)} (the policy node's last "
+                          f"/diagnostics: {status.get('message', 'none')}, chunks_published "
+                          f"{status.get('chunks_published', '?')})")
                 if attempt == 0 and c.policy == "replay":
                     self.notes.append(f"seed {seed}: {reason}; the policy node was started again")
                     self.log(f"  seed {seed}: {reason}; starting the policy node again")
@@ -624,6 +625,21 @@ class ClosedLoopRunner:
     def _chunk_after(probe: GraphProbe, stamp_ns: int) -> bool:
         with probe.lock:
             return bool(probe.chunk_stamps) and probe.chunk_stamps[-1] >= stamp_ns
+
+    @staticmethod
+    def _missing_after_reset(probe: GraphProbe, reset_ns: int, seed: int) -> str:
+        """What the probe lacks of a chunk and a task_state after the reset, with the newest it has."""
+        with probe.lock:
+            stamps, state = list(probe.chunk_stamps), probe.task_state
+        missing = []
+        if not stamps or stamps[-1] < reset_ns:
+            newest = f"newest stamped {(stamps[-1] - reset_ns) * 1e-9:+.1f} s from it" if stamps else "none yet"
+            missing.append(f"no action_chunk stamped after the reset ({len(stamps)} received, {newest})")
+        if state is None or state.seed != seed or conv.time_to_ns(state.header.stamp) < reset_ns:
+            newest = (f"newest of seed {state.seed}, {(conv.time_to_ns(state.header.stamp) - reset_ns) * 1e-9:+.1f} s "
+                      "from it" if state is not None else "none yet")
+            missing.append(f"no task_state of seed {seed} after the reset ({newest})")
+        return "; ".join(missing) or "both arrived as the wait ended"
 
     @staticmethod
     def _task_state_after(probe: GraphProbe, stamp_ns: int, seed: int) -> bool:
