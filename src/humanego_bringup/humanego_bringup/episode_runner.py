@@ -628,14 +628,15 @@ class ClosedLoopRunner:
 
     @staticmethod
     def _missing_after_reset(probe: GraphProbe, reset_ns: int, seed: int) -> str:
-        """What the probe lacks of a chunk and a task_state after the reset, with the newest it has."""
+        """What the probe lacks of a chunk and a task_state after the reset (the start's two conditions), with
+        the newest it has."""
         with probe.lock:
             stamps, state = list(probe.chunk_stamps), probe.task_state
         missing = []
-        if not stamps or stamps[-1] < reset_ns:
+        if not ClosedLoopRunner._chunk_after(probe, reset_ns):
             newest = f"newest stamped {(stamps[-1] - reset_ns) * 1e-9:+.1f} s from it" if stamps else "none yet"
             missing.append(f"no action_chunk stamped after the reset ({len(stamps)} received, {newest})")
-        if state is None or state.seed != seed or conv.time_to_ns(state.header.stamp) < reset_ns:
+        if not ClosedLoopRunner._task_state_after(probe, reset_ns, seed):
             newest = (f"newest of seed {state.seed}, {(conv.time_to_ns(state.header.stamp) - reset_ns) * 1e-9:+.1f} s "
                       "from it" if state is not None else "none yet")
             missing.append(f"no task_state of seed {seed} after the reset ({newest})")
