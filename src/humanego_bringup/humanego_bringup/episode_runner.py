@@ -66,6 +66,10 @@ OTHER_COUNTERS = {"ik_retarget": ("chunks_rejected", "steps_flagged", "steps_too
                   "policy": ("dropped_", "rejected_"), "state_estimator": ("dropped_", "rejected_")}
 IMAGE_TOPICS = ("camera/image_raw", "camera/image_clean")
 PREDICTED_RGB, EXECUTED_RGB = (40, 230, 40), (255, 150, 0)
+# Start-up: a condition the probe waits for that stays false this long gets the probe a new DDS participant
+# (GraphProbe.reconnect); a slow start costs one reconnection, a reader that never matched no longer costs the
+# whole start-up timeout.
+PROBE_RECONNECT_S = 30.0
 VIDEO_QUEUE = 90  # camera frames waiting to be drawn; older ones are dropped when the writer falls behind
 
 
@@ -161,11 +165,18 @@ class GraphProbe:
         self.camera = None
         self.tf_static = TransformTree()
         self.frames: collections.deque | None = collections.deque(maxlen=VIDEO_QUEUE) if video else None
+        self.video = video
+        self.reconnections = 0
+        self._connect()
+
+    def _connect(self) -> None:
+        """A fresh participant: context, node, subscriptions, publisher, client and the spinning thread."""
+        video = self.video
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("closed_loop_probe", context=self.context)
         sub = self.node.create_subscription
-        sub(Clock, "/clock", self._on_clock, qos.CLOCK)
+        self.clock_subscription = sub(Clock, "/clock", self._on_clock, qos.CLOCK)
         self.stage_subscriptions = {}
         for stage, (topic, _) in episodes.STAGES.items():
             msg_type, profile = {"camera": (Image, qos.SENSOR), "clean_view": (Image, qos.SENSOR),
@@ -199,6 +210,14 @@ class GraphProbe:
         self._thread.join(timeout=5)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+    def reconnect(self) -> None:
+        """Replace this probe's DDS participant, keeping what it has recorded. Fast DDS now and then leaves one
+        reader of a new participant without data from a writer that other readers get (seen as a start-up
+        waiting minutes for /clock that a fresh process received at once); a new participant matches again."""
+        self.close()
+        self._connect()
+        self.reconnections += 1
 
     # ----- callbacks (probe thread) -----
     def _on_clock(self, msg: Clock) -> None:
@@ -482,14 +501,35 @@ class ClosedLoopRunner:
                  ("the probe to match the pipeline's publishers", lambda: not probe.unmatched(stages))]
         for what, condition in steps:
             try:
-                self._wait(condition, what, max(1.0, timeout - (time.monotonic() - t0)), [graph])
+                self._wait_reconnecting(condition, what, max(1.0, timeout - (time.monotonic() - t0)), graph, probe)
             except WaitTimeout as exc:
                 unmatched = probe.unmatched(stages)
-                raise WaitTimeout(f"{exc}; no publisher matched yet on {', '.join(unmatched)}" if unmatched
-                                  else str(exc)) from None
+                clock = probe.clock_subscription
+                raise WaitTimeout(f"{exc}; /clock: {len(probe.clock)} messages from {clock.get_publisher_count()} "
+                                  f"matched publisher(s) of {probe.node.count_publishers('/clock')} in the graph"
+                                  + (f"; no publisher matched yet on {', '.join(unmatched)}" if unmatched else "")
+                                  ) from None
             self.log(f"  {what}: ready after {time.monotonic() - t0:.0f} s")
         self._wait(lambda: (probe.controller_status() or {}).get("message") == "holding: estop",
                    "the controller holding on e-stop", 30.0, [graph], tick=lambda: probe.estop(True))
+
+    def _wait_reconnecting(self, condition: Callable[[], object], what: str, timeout_s: float, graph: RobotGraph,
+                           probe: GraphProbe) -> None:
+        """:meth:`_wait`, giving the probe a new participant each ``PROBE_RECONNECT_S`` that the condition (a
+        message or match the probe waits for) stays false (:meth:`GraphProbe.reconnect`)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self._wait(condition, what, min(PROBE_RECONNECT_S, max(left, 0.0)), [graph])
+                return
+            except WaitTimeout:
+                if left <= PROBE_RECONNECT_S:
+                    raise WaitTimeout(f"waited {timeout_s:.0f} s for {what} in vain") from None
+            self.log(f"  no {what} after {PROBE_RECONNECT_S:.0f} s: the probe reconnects")
+            self.notes.append(f"the probe got a new DDS participant after waiting {PROBE_RECONNECT_S:.0f} s for "
+                              f"{what}")
+            probe.reconnect()
 
     def _stages_before_policy(self) -> list[str]:
         """The pipeline stages published by the long-running graph (the replay policy comes per episode and runs
