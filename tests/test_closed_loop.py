@@ -173,17 +173,22 @@ def test_a_missed_start_names_what_did_not_arrive_after_the_reset():
     reset_ns = 10_000_000_000
     state = TaskState(seed=4)
     state.header.stamp.sec = 11
-    probe = SimpleNamespace(lock=threading.Lock(), chunk_stamps=[9_000_000_000], task_state=state)
+    probe = SimpleNamespace(lock=threading.Lock(), chunk_stamps=[9_000_000_000], task_state=state,
+                            joint_chunks=3, joint_chunk_stamp=10_200_000_000)
     assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 4) == (
         "no action_chunk stamped after the reset (1 received, newest stamped -1.0 s from it)")
     probe.chunk_stamps.append(10_500_000_000)
     assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 5) == (
         "no task_state of seed 5 after the reset (newest of seed 4, +1.0 s from it)")
+    probe.joint_chunk_stamp = 9_500_000_000  # chunks of this episode reached the probe, none got through the IK
+    assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 4) == (
+        "no joint_chunk stamped after the reset (3 received, newest stamped -0.5 s from it)")
     probe.chunk_stamps.clear()
-    probe.task_state = None
+    probe.task_state = probe.joint_chunk_stamp = None
+    probe.joint_chunks = 0
     assert ClosedLoopRunner._missing_after_reset(probe, reset_ns, 5) == (
-        "no action_chunk stamped after the reset (0 received, none yet); no task_state of seed 5 after the reset "
-        "(none yet)")
+        "no action_chunk stamped after the reset (0 received, none yet); no joint_chunk stamped after the reset "
+        "(0 received, none yet); no task_state of seed 5 after the reset (none yet)")
 
 
 def test_a_start_up_wait_gives_the_probe_a_new_participant_while_nothing_arrives(monkeypatch):
@@ -339,7 +344,11 @@ def test_replay_closes_the_loop_and_the_arm_moves_toward_the_bread(tmp_path, pro
     assert result.controller.get("period_jitter_p50_ms") is not None
     video = tmp_path / "run" / "camera.mp4"
     assert video.stat().st_size > 0
-    with Reader(tmp_path / "run" / "bag") as reader:
+    bag = tmp_path / "run" / "bag"
+    assert (bag / "metadata.yaml").is_file(), (f"the bag is unfinished: {sorted(p.name for p in bag.glob('*'))}; "
+                                               f"notes {result.notes}; runner output: {lines}; graph log: "
+                                               f"{(tmp_path / 'run' / 'graph.log').read_text()[-3000:]}")
+    with Reader(bag) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
     for topic in ("action_chunk", "joint_chunk", "joint_trajectory", "task_state", "joint_states"):
         assert counts.get(f"/{ns}/{topic}", 0) > 0, (topic, counts)

@@ -159,6 +159,7 @@ class GraphProbe:
         self.status_seen: dict[str, int] = collections.Counter()
         self.chunk_stamps: list[int] = []           # action_chunk stamps, arrival order
         self.joint_chunks = 0
+        self.joint_chunk_stamp: int | None = None   # the newest joint_chunk's
         # The latest viz paths: (points (N, 3) in the base frame, stamps (N,) ns)
         self.predicted: tuple[np.ndarray, np.ndarray] | None = None
         self.executed: tuple[np.ndarray, np.ndarray] | None = None
@@ -234,6 +235,7 @@ class GraphProbe:
                 self.chunk_stamps.append(stamp)
             elif stage == "joint_chunk":
                 self.joint_chunks += 1
+                self.joint_chunk_stamp = stamp
         if stage == "camera" and self.frames is not None:
             self.frames.append(data)
 
@@ -567,15 +569,16 @@ class ClosedLoopRunner:
             # controller keeps the arm where the reset put it.
             self._release_estop(probe, graph)
         # Seen once in about ten starts at load 15 on 2 cores: no chunk of a freshly started replay node reached the
-        # probe in time (cause not found; its start alone, repeated, never showed it). The node is started once more;
-        # the miss is reported either way.
+        # probe in time; and once in 14 runs of the closed-loop test: its chunks reached the probe but not
+        # ik_retarget (no joint chunk). A Fast DDS reader now and then gets nothing from a new writer (the cause is
+        # not found). The node is started once more; the miss is reported either way.
         for attempt in range(2 if c.policy == "replay" else 1):
             if c.policy == "replay":
                 if policy_graph is not None:
                     policy_graph.stop()
                 policy_graph = self._graph(launch_args(self._launch_values(seed)), ["policy"], graph_log).start()
             try:
-                self._wait(lambda: self._chunk_after(probe, reset_ns)
+                self._wait(lambda: self._chunk_after(probe, reset_ns) and self._joint_chunk_after(probe, reset_ns)
                            and self._task_state_after(probe, reset_ns, seed),
                            f"a chunk after the reset of seed {seed}", c.first_chunk_timeout_s, [graph, policy_graph])
                 break
@@ -667,20 +670,30 @@ class ClosedLoopRunner:
             return bool(probe.chunk_stamps) and probe.chunk_stamps[-1] >= stamp_ns
 
     @staticmethod
+    def _joint_chunk_after(probe: GraphProbe, stamp_ns: int) -> bool:
+        with probe.lock:
+            return probe.joint_chunk_stamp is not None and probe.joint_chunk_stamp >= stamp_ns
+
+    @staticmethod
     def _missing_after_reset(probe: GraphProbe, reset_ns: int, seed: int) -> str:
-        """What the probe lacks of a chunk and a task_state after the reset (the start's two conditions), with
-        the newest it has."""
+        """What the probe lacks of a chunk, a joint chunk and a task_state after the reset (the start's three
+        conditions), with the newest it has."""
         with probe.lock:
             stamps, state = list(probe.chunk_stamps), probe.task_state
+            joint_chunks, joint_stamp = probe.joint_chunks, probe.joint_chunk_stamp
         missing = []
         if not ClosedLoopRunner._chunk_after(probe, reset_ns):
             newest = f"newest stamped {(stamps[-1] - reset_ns) * 1e-9:+.1f} s from it" if stamps else "none yet"
             missing.append(f"no action_chunk stamped after the reset ({len(stamps)} received, {newest})")
+        if not ClosedLoopRunner._joint_chunk_after(probe, reset_ns):
+            newest = (f"newest stamped {(joint_stamp - reset_ns) * 1e-9:+.1f} s from it" if joint_stamp is not None
+                      else "none yet")
+            missing.append(f"no joint_chunk stamped after the reset ({joint_chunks} received, {newest})")
         if not ClosedLoopRunner._task_state_after(probe, reset_ns, seed):
             newest = (f"newest of seed {state.seed}, {(conv.time_to_ns(state.header.stamp) - reset_ns) * 1e-9:+.1f} s "
                       "from it" if state is not None else "none yet")
             missing.append(f"no task_state of seed {seed} after the reset ({newest})")
-        return "; ".join(missing) or "both arrived as the wait ended"
+        return "; ".join(missing) or "all arrived as the wait ended"
 
     @staticmethod
     def _task_state_after(probe: GraphProbe, stamp_ns: int, seed: int) -> bool:

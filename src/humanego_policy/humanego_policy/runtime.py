@@ -11,7 +11,8 @@ are decoded with the bundle's dataset stats (:func:`humanego_core.actions.decode
 the runtime's generator (``seed``) unless given, so the two backends can be compared on the same noise.
 
 The ``encoder_step`` layout runs the encoder graph once and the step graph ``integration_steps`` times in
-:func:`humanego_policy.integration.euler_integrate`, the loop torch runs too. torch is imported only by the
+:func:`humanego_policy.integration.euler_integrate`, the loop torch runs too, and adds the encoder's
+``origin`` (the pose a relative chunk starts from). torch is imported only by the
 torch backend: an onnxruntime deployment does not need it.
 """
 
@@ -84,6 +85,11 @@ class PolicyRuntime:
         m, layout = self.bundle.manifest, self.bundle.token_layout
         expected = {"image": (3, *self.image_size), "tokens": layout.shape, "token_mask": (layout.max_tokens,),
                     "noise": (m.horizon, m.action_dim), "x": (m.horizon, m.action_dim)}
+        if "encoder" in self.sessions:
+            outputs = [arg.name for arg in self.sessions["encoder"].get_outputs()]
+            if "origin" not in outputs:
+                raise BundleError(f"{self.bundle.onnx_files['encoder']} has outputs {outputs}, not the chunk's "
+                                  "origin: it was exported by an older version; export the checkpoint again")
         for graph, session in self.sessions.items():
             for arg in session.get_inputs():
                 if arg.name in expected and tuple(arg.shape[1:]) != expected[arg.name]:
@@ -128,13 +134,13 @@ class PolicyRuntime:
             return actions.numpy(), done.numpy()
         if self.bundle.manifest.onnx.layout == "single":
             return tuple(self._run("policy", image=image, tokens=tokens, token_mask=token_mask, noise=noise))
-        context_kv, bias, done = self._run("encoder", image=image, tokens=tokens, token_mask=token_mask)
+        context_kv, bias, done, origin = self._run("encoder", image=image, tokens=tokens, token_mask=token_mask)
         batch = np.ones(image.shape[0], dtype=np.float32)
 
         def velocity(x, t):
             return self._run("step", x=x, t=batch * np.float32(t), context_kv=context_kv, bias=bias)[0]
 
-        return euler_integrate(velocity, noise, self.bundle.manifest.integration_steps), done
+        return euler_integrate(velocity, noise, self.bundle.manifest.integration_steps) + origin, done
 
     def _run(self, graph: str, **inputs) -> list[np.ndarray]:
         session = self.sessions[graph]

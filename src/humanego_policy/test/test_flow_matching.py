@@ -58,9 +58,10 @@ def train(policy, batch, steps: int, lr: float = 3e-3) -> list[float]:
     return losses
 
 
-def test_loss_decreases_and_the_policy_reproduces_its_training_set():
+@pytest.mark.parametrize("relative_to_hand", [False, True])
+def test_loss_decreases_and_the_policy_reproduces_its_training_set(relative_to_hand):
     torch.manual_seed(0)
-    policy = build_policy("flow", TINY, TOKEN_DIM, MAX_TOKENS)
+    policy = build_policy("flow", {**TINY, "relative_to_hand": relative_to_hand}, TOKEN_DIM, MAX_TOKENS)
     batch = tiny_batch(4)
     losses = train(policy, batch, 200)
     assert np.mean(losses[-20:]) < 0.1 * np.mean(losses[:20])
@@ -104,6 +105,35 @@ def test_predict_is_euler_integration_of_the_velocity_from_the_given_noise():
     torch.testing.assert_close(out["done_prob"], torch.sigmoid(done_logit))
     # The same loop runs on numpy arrays (the onnxruntime backend): dx/dt = -x from 1 gives (1 - 1/n)^n.
     assert euler_integrate(lambda x, t: -x, np.float32(1.0), 4) == pytest.approx(0.75 ** 4)
+
+
+def test_relative_chunks_are_offsets_from_the_hand_token():
+    policy = build_policy("flow", {**TINY, "relative_to_hand": True}, TOKEN_DIM, MAX_TOKENS).eval()
+    batch = tiny_batch(3)
+    batch["tokens"][:, 0, 4:10] = torch.randn(3, 6)  # a rot6d that is not the identity's
+    batch["tokens"][1, 0, 0] = 3                       # sample 1: no hand, an object comes first
+    batch["token_mask"][2, 0] = False                  # sample 2: the first row is padding
+    origin = policy.origin(batch["tokens"], batch["token_mask"])
+    assert origin.shape == (3, 1, 10)
+    torch.testing.assert_close(origin[0, 0, :9], batch["tokens"][0, 0, 1:10])
+    assert origin[0, 0, 9] == 0 and not origin[1:].any()  # the grasp stays absolute
+    noise = torch.randn(3, 8, 10)
+    with torch.no_grad():
+        kv, bias, _ = policy.encode(batch["image"], batch["tokens"], batch["token_mask"])
+        x = noise.clone()
+        for k in range(10):
+            x = x + 0.1 * policy.velocity(x, torch.full((3,), k / 10), kv, bias)
+    torch.testing.assert_close(policy.predict(batch, noise=noise)["actions"], x + origin)
+    # The loss sees the chunk relative to the hand: moving both by the same offset leaves only the context changed.
+    absolute = build_policy("flow", TINY, TOKEN_DIM, MAX_TOKENS)
+    absolute.load_state_dict(policy.state_dict())
+    shifted = dict(batch, actions=batch["actions"] - origin)
+    torch.manual_seed(2)
+    relative_loss, _ = policy.loss(batch)
+    torch.manual_seed(2)
+    torch.testing.assert_close(absolute.loss(shifted)[0], relative_loss)
+    with pytest.raises(ValueError, match="single-hand token layout"):
+        build_policy("flow", {**TINY, "relative_to_hand": True}, 29, MAX_TOKENS)
 
 
 def test_invalid_steps_do_not_count_in_the_loss():

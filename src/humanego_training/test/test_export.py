@@ -25,12 +25,13 @@ STATS = NormStats(np.array([0.4, 0.0, 0.2]), np.array([0.1, 0.2, 0.05]), {"frame
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_checkpoint(path, dual_hand=False, seed=0):
+def make_checkpoint(path, dual_hand=False, seed=0, relative_to_hand=False):
     """A tiny flow policy with every weight random (zero-initialised gates included, so that every path of the
     graphs carries signal) and an EMA that differs from the raw weights."""
     torch.manual_seed(seed)
     layout = TokenLayout(29 if dual_hand else 20, 6, "camera_frame", dual_hand, "right")
-    policy = build_policy("flow", TINY, layout.token_dim, layout.max_tokens)
+    policy = build_policy("flow", {**TINY, "relative_to_hand": relative_to_hand}, layout.token_dim,
+                          layout.max_tokens)
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -49,8 +50,11 @@ def bundle(checkpoint, tmp_path_factory):
     return export_bundle(checkpoint.parent, tmp_path_factory.mktemp("models") / "tiny_flow", progress=False).path
 
 
+@pytest.mark.parametrize("relative_to_hand", [False, True])
 @pytest.mark.parametrize("layout", ["encoder_step", "single"])
-def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layout):
+def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layout, relative_to_hand):
+    if relative_to_hand:
+        checkpoint = make_checkpoint(tmp_path / "relative" / "latest.pt", relative_to_hand=True)
     result = export_bundle(checkpoint, tmp_path / "b", layout=layout, progress=False)
     assert result.layout == layout and result.parity_max_abs_diff <= 1e-4
     expected_files = {"encoder_step": {"encoder.onnx", "step.onnx"}, "single": {"policy.onnx"}}[layout]
@@ -59,6 +63,8 @@ def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layou
     policy = load_checkpoint(checkpoint).build_policy(use_ema=True)
     runtime = PolicyRuntime(result.path, backend="onnxruntime")
     image, tokens, mask, noise = random_observations(runtime, 3, seed=1)
+    tokens[:2, 0, 0] = 2  # two observations with a hand token (the origin of relative chunks), one without
+    tokens[2, 0, 0] = 3
     actions, done = runtime.run(image, tokens, mask, noise)
     with torch.no_grad():
         ref = policy.predict({"image": torch.from_numpy(image), "tokens": torch.from_numpy(tokens),
