@@ -236,9 +236,10 @@ class RobotSelfMask:
         return self.data.oMf[self.model.getFrameId(frame)].homogeneous.copy()
 
     def finger_opening(self, q: dict[str, float]) -> float:
-        """Distance the fingers are apart beyond closed (m): the sum of the prismatic (finger) joints."""
+        """Distance the fingers are apart beyond closed (m): the sum of the prismatic (finger) joints, at least 0
+        (a simulated or measured gripper closed on nothing reads a few micrometres below its closed limit)."""
         config = self.configuration(q)
-        return float(sum(config[self._q_index[name]] for name in self.finger_joints))
+        return max(0.0, float(sum(config[self._q_index[name]] for name in self.finger_joints)))
 
     # ----- the mask -----
     def points_in_camera(self, T_camera_base, q: dict[str, float],

@@ -93,6 +93,8 @@ def test_forward_kinematics_matches_mujoco(robot_sim):
     finger = sim.sim.robot.finger_joints
     assert mask.finger_joints == finger
     assert mask.finger_opening(q) == pytest.approx(q[finger[0]] + q[finger[1]])
+    # Closed on nothing, a simulated gripper reads a few micrometres below its limit: that is closed.
+    assert mask.finger_opening({**q, finger[0]: -3e-6, finger[1]: -4e-6}) == 0.0
 
 
 def test_missing_and_bad_joint_positions_are_named():

@@ -124,13 +124,17 @@ def _flattened(values: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def shipped_parameters(node: str, specs: list[ParamSpec]) -> dict[str, Any]:
-    """The parameters the robot graph runs ``node`` with: the declared defaults, then config/<node>.yaml (for
-    running the same parts without ROS: benchmarks)."""
+    """The parameters the robot graph runs ``node`` with: the declared defaults, then config/<node>.yaml's
+    ``/**`` and ``/**/<node>`` sections, the two the shipped files use, the second over the first (for running
+    the same parts without ROS: benchmarks)."""
     path = resource_path("config", f"{node}.yaml")
-    values = section_values(path, f"/**/{node}")
-    if values is None:
-        raise ValueError(f"{path}: no /**/{node}: ros__parameters section")
-    return {spec.name: spec.default for spec in specs} | values
+    sections = [section_values(path, key) for key in ("/**", f"/**/{node}")]
+    if sections == [None, None]:
+        raise ValueError(f"{path}: neither a /** nor a /**/{node}: ros__parameters section")
+    values = {spec.name: spec.default for spec in specs}
+    for section in sections:
+        values |= section or {}
+    return values
 
 
 def section_values(path, section: str) -> dict[str, Any] | None:

@@ -35,6 +35,8 @@ def test_shipped_parameters_are_the_config_file_over_the_declared_defaults():
     shipped = shipped_parameters("trajectory_controller", specs)
     assert shipped["not_in_the_file"] == "kept"
     assert shipped["control_rate_hz"] == 100.0  # config/trajectory_controller.yaml
+    # config/clean_view.yaml has a /** section (every node), no /**/clean_view one
+    assert shipped_parameters("clean_view", [ParamSpec("inpaint_scale", 1.0, "scale")])["inpaint_scale"] == 0.5
 
 
 def test_parameter_file_problems_name_each_bad_entry(tmp_path):
