@@ -169,14 +169,6 @@ def test_bad_parameters_fail_at_start_naming_them():
     assert "cannot start" in out.stderr and "'robot'" in out.stderr
 
 
-def test_the_shipped_parameter_file_names_every_declared_parameter_with_its_type(workspace):
-    from humanego_control.ik_retarget_node import parameters
-    from humanego_ros.parameters import parameter_file_problems
-
-    path = workspace / "config" / "ik_retarget.yaml"
-    assert parameter_file_problems(path, "/**/ik_retarget", parameters(), complete=True) == []
-
-
 def test_the_shipped_ik_stays_within_the_controllers_position_margin():
     """A solution at a URDF limit would be clamped by the controller's margin: the arm would miss its pose."""
     from humanego_control import ik_retarget_node, trajectory_controller_node

@@ -78,6 +78,10 @@ def node_names(probe_node) -> set[str]:
     return {f"{ns.rstrip('/')}/{name}" for name, ns in probe_node.get_node_names_and_namespaces()}
 
 
+# Node configs meant to list every declared parameter: the IK's tuning is read there, not from the code's defaults.
+COMPLETE_CONFIGS = {"ik_retarget"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", [spec for spec in NODES if spec.config], ids=lambda spec: spec.name)
 def test_each_shipped_parameter_file_sets_declared_parameters_with_their_types(workspace, spec):
@@ -88,7 +92,7 @@ def test_each_shipped_parameter_file_sets_declared_parameters_with_their_types(w
     sections = [key for key in yaml.safe_load(path.read_text()) if node_pattern_matches(key, f"/{spec.name}")]
     assert sections, f"{path} has no section for /{spec.name}"
     for section in sections:
-        assert parameter_file_problems(path, section, specs) == []
+        assert parameter_file_problems(path, section, specs, complete=spec.name in COMPLETE_CONFIGS) == []
 
 
 def test_graph_starts_every_node_and_stops_them(probe, tiny_bundle):

@@ -251,8 +251,10 @@ def test_ros2_control_output_and_the_heartbeat(processes, probe):
 
     send_chunks(lambda: status(peer)["message"] == "holding: no_heartbeat", "the missing heartbeat")
     assert not got["commands"] and not got["gripper"]
+    assert status(peer)["heartbeats_received"] == "0"  # what the episode runner checks before it starts
     beating[0] = True
     send_chunks(lambda: np.allclose(position, target, atol=1e-3), "the target")
+    assert int(status(peer)["heartbeats_received"]) > 0
     assert got["commands"][-1].joint_names == ARM
     assert got["gripper"][-1].data.tolist() == pytest.approx([0.01])
     beating[0] = False

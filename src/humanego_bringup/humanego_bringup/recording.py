@@ -210,7 +210,9 @@ class BagRecorder:
         return [t for t in self.topics if t not in self._subscriptions]
 
     def close(self) -> None:
-        """Finish the bag (metadata.yaml is written here) and leave the ROS graph."""
+        """Finish the bag (metadata.yaml is written here), then leave the ROS graph: a teardown that fails or
+        hangs (and gets the recorder killed) no longer costs the bag. Nothing writes meanwhile: messages are
+        written only while :meth:`spin` runs the executor."""
+        self.writer.close()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self.writer.close()

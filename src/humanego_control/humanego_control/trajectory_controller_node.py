@@ -19,8 +19,8 @@ Publishes   output sim: joint_trajectory (trajectory_msgs/JointTrajectory: one p
             forward_command_controller's input) when that parameter is not empty
             viz/executed_path (nav_msgs/Path): the measured ee positions, base frame
             /diagnostics: state (following / holding: reason / waiting), chunks accepted/rejected by reason, steps
-            dropped, holds by reason, safety interventions by kind (ticks), control period jitter and
-            observation -> command latency percentiles
+            dropped, holds by reason, safety interventions by kind (ticks), heartbeats received (when required),
+            control period jitter and observation -> command latency percentiles
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ class TrajectoryControllerNode(Node):
         self.periods_s: deque[float] = deque(maxlen=JITTER_WINDOW)
         self.overruns = 0
         self.commands_sent = 0
+        self.heartbeats = 0
         self._logged: dict[str, float] = {}
         self.path = Path(header=Header(frame_id=p["base_frame"]))
         self._path_kin = RobotKinematics(self.kin.urdf_path)  # the executor thread's own pinocchio data
@@ -220,6 +221,7 @@ class TrajectoryControllerNode(Node):
     def on_heartbeat(self, msg: Header) -> None:
         with self._lock:
             self.trajectory.on_heartbeat(time.monotonic())
+            self.heartbeats += 1
 
     # ----- control thread -----
     def _control_loop(self) -> None:
@@ -293,8 +295,11 @@ class TrajectoryControllerNode(Node):
             state = self.trajectory.state
             values = {"state": state, "mode": self.params["mode"], **self.trajectory.counters()}
             latencies = np.asarray(self.trajectory.latencies_s) * 1e3
+            heartbeats = self.heartbeats
         values.update(commands_sent=self.commands_sent, rejected_joint_states=self.rejected_joint_states,
                       overruns=self.overruns)
+        if self.params["heartbeat_timeout_s"] > 0:
+            values["heartbeats_received"] = heartbeats
         periods = np.asarray(self.periods_s)
         if periods.size:
             jitter = np.abs(periods - self.period_s) * 1e3
