@@ -327,11 +327,11 @@ def test_replay_closes_the_loop_and_the_arm_moves_toward_the_bread(tmp_path, pro
             except TransformLookupError:
                 pass
     thread.join(timeout=60)
-    assert "error" not in outcome, f"{outcome.get('error')!r}; runner output: {lines}"
+    assert "error" not in outcome, f"{outcome.get('error')!r}; runner output:\n" + "\n".join(lines)
     result = outcome["result"]
-    assert len(result.episodes) == 1, lines
+    assert len(result.episodes) == 1, "\n".join(lines)
     episode = result.episodes[0]
-    assert episode.chunks > 0 and episode.joint_chunks > 0, lines
+    assert episode.chunks > 0 and episode.joint_chunks > 0, f"{episode.reason}; runner output:\n" + "\n".join(lines)
     assert len(ee) > 10, "no ee poses seen in the episode's scene"
     d0 = np.linalg.norm(start - target)  # the reset puts the arm home
     d_end = min(np.linalg.norm(p - target) for _, p in ee[len(ee) // 2:])
