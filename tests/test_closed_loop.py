@@ -204,10 +204,32 @@ def test_a_start_up_wait_gives_the_probe_a_new_participant_while_nothing_arrives
     graph = SimpleNamespace(poll=lambda: None)
     runner._wait_reconnecting(lambda: probe.reconnections == 2, "the clock", 10.0, graph, probe)
     assert probe.reconnections == 2 and len(runner.notes) == 2
-    assert lines == ["  no the clock after 0 s: the probe reconnects"] * 2
+    assert lines == ["  still waiting for the clock after 0 s: the probe reconnects"] * 2
     with pytest.raises(episode_runner.WaitTimeout, match="waited 1 s for the clock in vain"):
         runner._wait_reconnecting(lambda: False, "the clock", 1.0, graph, probe)
     assert probe.reconnections == 5  # after 0.3, 0.6 and 0.9 s
+
+
+def test_a_part_of_the_graph_that_stays_silent_gets_the_graph_started_again(monkeypatch):
+    from types import SimpleNamespace
+
+    from humanego_bringup import episode_runner
+
+    monkeypatch.setattr(episode_runner, "PROBE_RECONNECT_S", 0.2)
+    runner = episode_runner.ClosedLoopRunner(episode_runner.RunConfig(policy="flow", seeds=[0], startup_timeout_s=1.5),
+                                             log=lambda line: None)
+    count = SimpleNamespace(get_publisher_count=lambda: 1)
+    probe = SimpleNamespace(clock=[1, 2], reset_client=SimpleNamespace(service_is_ready=lambda: True),
+                            controller_status=lambda: None, unmatched=lambda stages: [], reconnect=lambda: None,
+                            clock_subscription=count, node=SimpleNamespace(count_publishers=lambda topic: 1))
+    graph = SimpleNamespace(poll=lambda: None)
+    # A controller that never reports: after the step's patience, the caller may start the graph again ...
+    with pytest.raises(episode_runner.GraphNotReady, match="the trajectory controller on /diagnostics"):
+        runner._wait_ready(graph, probe, patience_s=0.5)
+    # ... and without patience (the second start) it is the start-up timeout's plain failure.
+    with pytest.raises(episode_runner.WaitTimeout) as failed:
+        runner._wait_ready(graph, probe)
+    assert type(failed.value) is episode_runner.WaitTimeout
 
 
 def test_the_probe_reconnects_keeping_what_it_recorded(probe):

@@ -73,6 +73,9 @@ PROBE_RECONNECT_S = 30.0
 # The heartbeat node publishes at 10 Hz from its start: a controller that got none this long after reporting
 # never will (seen once in 20 closed-loop tests: it held on no_heartbeat through the episode).
 HEARTBEAT_WAIT_S = 20.0
+# A start-up step still missing this long after the previous one (the probe reconnected once meanwhile) gets the
+# graph started again, once (seen: a controller whose /diagnostics and estop no new participant ever matched).
+STEP_PATIENCE_S = 2 * PROBE_RECONNECT_S
 VIDEO_QUEUE = 90  # camera frames waiting to be drawn; older ones are dropped when the writer falls behind
 
 
@@ -84,8 +87,8 @@ class WaitTimeout(GraphError):
     """What the runner waited for did not happen in time (the graph is still running)."""
 
 
-class NoHeartbeat(WaitTimeout):
-    """The trajectory controller, up and reporting, got no heartbeat from the running heartbeat node."""
+class GraphNotReady(WaitTimeout):
+    """Running nodes that do not talk to each other (or to the probe) where they should have long ago."""
 
 
 @dataclass
@@ -410,9 +413,9 @@ class ClosedLoopRunner:
             if c.bag and out is not None:
                 recorder = self._start_recorder(out / "bag", graph_log)
             try:
-                self._wait_ready(graph, probe)
-            except NoHeartbeat as exc:
-                # A reader between two running nodes that gets nothing: only new processes help.
+                self._wait_ready(graph, probe, patience_s=STEP_PATIENCE_S)
+            except GraphNotReady as exc:
+                # Readers between running nodes that get nothing: new processes match anew.
                 self.notes.append(f"{exc}: the graph was started again")
                 self.log(f"  {exc}: starting the graph again")
                 graph.stop()
@@ -506,7 +509,10 @@ class ClosedLoopRunner:
                 tick()
             time.sleep(0.05)
 
-    def _wait_ready(self, graph: RobotGraph, probe: GraphProbe) -> None:
+    def _wait_ready(self, graph: RobotGraph, probe: GraphProbe, patience_s: float = math.inf) -> None:
+        """Wait until the graph is up and talks to the probe, within the start-up timeout. A step (or the
+        controller's first heartbeat) missing after ``patience_s`` raises GraphNotReady: the caller may start
+        the graph again."""
         t0 = time.monotonic()
         timeout = self.config.startup_timeout_s
         stages = [s for s in episodes.STAGES if s in self._stages_before_policy()]
@@ -517,15 +523,16 @@ class ClosedLoopRunner:
                  # Without a match the latency of a stage would silently be missing.
                  ("the probe to match the pipeline's publishers", lambda: not probe.unmatched(stages))]
         for what, condition in steps:
+            left = max(1.0, timeout - (time.monotonic() - t0))
             try:
-                self._wait_reconnecting(condition, what, max(1.0, timeout - (time.monotonic() - t0)), graph, probe)
+                self._wait_reconnecting(condition, what, min(left, patience_s), graph, probe)
             except WaitTimeout as exc:
                 unmatched = probe.unmatched(stages)
                 clock = probe.clock_subscription
-                raise WaitTimeout(f"{exc}; /clock: {len(probe.clock)} messages from {clock.get_publisher_count()} "
-                                  f"matched publisher(s) of {probe.node.count_publishers('/clock')} in the graph"
-                                  + (f"; no publisher matched yet on {', '.join(unmatched)}" if unmatched else "")
-                                  ) from None
+                error = GraphNotReady if patience_s < left else WaitTimeout
+                raise error(f"{exc}; /clock: {len(probe.clock)} messages from {clock.get_publisher_count()} "
+                            f"matched publisher(s) of {probe.node.count_publishers('/clock')} in the graph"
+                            + (f"; no publisher matched yet on {', '.join(unmatched)}" if unmatched else "")) from None
             self.log(f"  {what}: ready after {time.monotonic() - t0:.0f} s")
         self._wait(lambda: (probe.controller_status() or {}).get("message") == "holding: estop",
                    "the controller holding on e-stop", 30.0, [graph], tick=lambda: probe.estop(True))
@@ -533,7 +540,7 @@ class ClosedLoopRunner:
             self._wait(lambda: int((probe.controller_status() or {}).get("heartbeats_received", 1)) > 0,
                        "the trajectory controller's first heartbeat", HEARTBEAT_WAIT_S, [graph])
         except WaitTimeout as exc:
-            raise NoHeartbeat(str(exc)) from None
+            raise (GraphNotReady if math.isfinite(patience_s) else WaitTimeout)(str(exc)) from None
 
     def _wait_reconnecting(self, condition: Callable[[], object], what: str, timeout_s: float, graph: RobotGraph,
                            probe: GraphProbe) -> None:
@@ -548,7 +555,7 @@ class ClosedLoopRunner:
             except WaitTimeout:
                 if left <= PROBE_RECONNECT_S:
                     raise WaitTimeout(f"waited {timeout_s:.0f} s for {what} in vain") from None
-            self.log(f"  no {what} after {PROBE_RECONNECT_S:.0f} s: the probe reconnects")
+            self.log(f"  still waiting for {what} after {PROBE_RECONNECT_S:.0f} s: the probe reconnects")
             self.notes.append(f"the probe got a new DDS participant after waiting {PROBE_RECONNECT_S:.0f} s for "
                               f"{what}")
             probe.reconnect()
