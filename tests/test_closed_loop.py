@@ -372,7 +372,10 @@ def test_replay_closes_the_loop_and_the_arm_moves_toward_the_bread(tmp_path, pro
                                                f"{(tmp_path / 'run' / 'graph.log').read_text()[-3000:]}")
     with Reader(bag) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
+    recorder_lines = [line for line in (tmp_path / "run" / "graph.log").read_text().splitlines()
+                      if line.startswith("[record]")]
     for topic in ("action_chunk", "joint_chunk", "joint_trajectory", "task_state", "joint_states"):
-        assert counts.get(f"/{ns}/{topic}", 0) > 0, (topic, counts)
+        assert counts.get(f"/{ns}/{topic}", 0) > 0, f"{topic} not in the bag; the recorder's output:\n" + "\n".join(
+            recorder_lines)
     assert f"/{ns}/camera/image_raw" not in counts  # images are in the video, not the bag, by default
     assert json.loads(json.dumps(result.to_dict()))["episodes"][0]["seed"] == SEED
