@@ -41,7 +41,7 @@ from humanego_policy.bundle import DEFAULT_BUNDLES
 from humanego_policy.replay import DemoReplay, ReplayTiming
 from humanego_ros.parameters import options_from, shipped_parameters
 from humanego_sim import sim_robot_node
-from humanego_sim.robot_sim import EGO_CAMERA, RobotSim, TrajectoryPoint
+from humanego_sim.robot_sim import EGO_CAMERA, RobotSim, Snapshot, TrajectoryPoint
 from humanego_sim.tasks import load_task
 
 WORKSPACE = Path(__file__).resolve().parents[1]
@@ -62,8 +62,8 @@ class ReplaySource:
         self.horizon = policy["replay_horizon"]
         self.dt = self.replay.dt
 
-    def chunk(self, sim: RobotSim, T_base_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        poses, grasp, _ = self.replay.chunk(sim.elapsed, self.horizon)
+    def chunk(self, sim: RobotSim, snapshot: Snapshot, T_base_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        poses, grasp, _ = self.replay.chunk(snapshot.elapsed, self.horizon)
         return T_base_world @ poses, grasp
 
 
@@ -90,12 +90,11 @@ class PolicySource:
         self.period = period
         self.dt = self.runtime.bundle.manifest.dt
 
-    def chunk(self, sim: RobotSim, T_base_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def chunk(self, sim: RobotSim, snapshot: Snapshot, T_base_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         width, height = self.size
         K = sim.camera_matrix(width, height)
         camera = CameraModel(LINEAR, [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], width, height)
         T_base_camera = T_base_world @ sim.world.camera_pose(EGO_CAMERA)
-        snapshot = sim.snapshot()
         positions = dict(zip(snapshot.joint_names, snapshot.positions, strict=True))
         image, _ = self.clean_view.process(sim.render(width, height), camera, np.linalg.inv(T_base_camera), positions)
         objects = {name: T_base_world @ T for name, T in snapshot.object_poses.items()}
@@ -132,7 +131,7 @@ def run_episode(seed: int, source, mode: str, seconds: float) -> tuple[bool, flo
             q = snapshot.positions[:kin.n]
             executor.on_joint_state(q, t)
             if t >= next_chunk - 1e-9:
-                poses, grasp = source.chunk(sim, T_base_world)
+                poses, grasp = source.chunk(sim, snapshot, T_base_world)
                 # ik_retarget solves the first horizon_steps of each chunk (0: all of it).
                 steps = retarget["horizon_steps"] or len(grasp)
                 out = retargeter.retarget(poses[:steps], grasp[:steps], q, source.dt)

@@ -91,15 +91,21 @@ def test_the_context_is_encoded_once_per_inference():
     assert calls == {"encode": 1, "kv": len(policy.decoder), "velocity": TINY["num_steps"]}
 
 
-def test_predict_is_euler_integration_of_the_velocity_from_the_given_noise():
-    policy = build_policy("flow", TINY, TOKEN_DIM, MAX_TOKENS).eval()
-    batch = tiny_batch(2)
-    noise = torch.randn(2, 8, 10)
+def euler_by_hand(policy, batch, noise) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the flow integrated from ``noise`` in 10 Euler steps, written out here; the done logit)."""
     with torch.no_grad():
         kv, bias, done_logit = policy.encode(batch["image"], batch["tokens"], batch["token_mask"])
         x = noise.clone()
         for k in range(10):
-            x = x + 0.1 * policy.velocity(x, torch.full((2,), k / 10), kv, bias)
+            x = x + 0.1 * policy.velocity(x, torch.full((len(noise),), k / 10), kv, bias)
+    return x, done_logit
+
+
+def test_predict_is_euler_integration_of_the_velocity_from_the_given_noise():
+    policy = build_policy("flow", TINY, TOKEN_DIM, MAX_TOKENS).eval()
+    batch = tiny_batch(2)
+    noise = torch.randn(2, 8, 10)
+    x, done_logit = euler_by_hand(policy, batch, noise)
     out = policy.predict(batch, noise=noise)
     torch.testing.assert_close(out["actions"], x)
     torch.testing.assert_close(out["done_prob"], torch.sigmoid(done_logit))
@@ -118,11 +124,7 @@ def test_relative_chunks_are_offsets_from_the_hand_token():
     torch.testing.assert_close(origin[0, 0, :9], batch["tokens"][0, 0, 1:10])
     assert origin[0, 0, 9] == 0 and not origin[1:].any()  # the grasp stays absolute
     noise = torch.randn(3, 8, 10)
-    with torch.no_grad():
-        kv, bias, _ = policy.encode(batch["image"], batch["tokens"], batch["token_mask"])
-        x = noise.clone()
-        for k in range(10):
-            x = x + 0.1 * policy.velocity(x, torch.full((3,), k / 10), kv, bias)
+    x, _ = euler_by_hand(policy, batch, noise)
     torch.testing.assert_close(policy.predict(batch, noise=noise)["actions"], x + origin)
     # The loss sees the chunk relative to the hand: moving both by the same offset leaves only the context changed.
     absolute = build_policy("flow", TINY, TOKEN_DIM, MAX_TOKENS)
