@@ -232,7 +232,7 @@ def test_a_part_of_the_graph_that_stays_silent_gets_the_graph_started_again(monk
     assert type(failed.value) is episode_runner.WaitTimeout
 
 
-def test_the_probe_reconnects_keeping_what_it_recorded(probe):
+def test_the_probe_reconnects_keeping_what_it_recorded_and_forgets_a_restarted_graph(probe):
     from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
 
@@ -255,6 +255,10 @@ def test_the_probe_reconnects_keeping_what_it_recorded(probe):
         assert graph_probe.node is not node and graph_probe.reconnections == 1
         assert len(graph_probe.clock) >= before  # kept (one more may have arrived before the old one closed)
         source.wait(lambda: received(before + 2), "/clock at the reconnected probe")
+        # A graph started again starts its clock at zero: the old graph's samples must not map its times.
+        graph_probe.forget_graph()
+        assert len(graph_probe.clock) <= 1 and graph_probe.statuses() == {}
+        source.wait(lambda: received(3), "/clock after forgetting the old graph")
     finally:
         graph_probe.close()
 

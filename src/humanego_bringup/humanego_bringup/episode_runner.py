@@ -162,23 +162,31 @@ class GraphProbe:
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.topic = lambda name: name if name.startswith("/") else f"{ns}/{name}"
         self.lock = threading.Lock()
-        self.clock = episodes.SimClockMap()
-        self.stages = episodes.StageTimes()
-        self.task_state: TaskState | None = None
-        self.status: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
-        self.status_seen: dict[str, int] = collections.Counter()
-        self.chunk_stamps: list[int] = []           # action_chunk stamps, arrival order
-        self.joint_chunks = 0
-        self.joint_chunk_stamp: int | None = None   # the newest joint_chunk's
-        # The latest viz paths: (points (N, 3) in the base frame, stamps (N,) ns)
-        self.predicted: tuple[np.ndarray, np.ndarray] | None = None
-        self.executed: tuple[np.ndarray, np.ndarray] | None = None
         self.camera = None
         self.tf_static = TransformTree()
         self.frames: collections.deque | None = collections.deque(maxlen=VIDEO_QUEUE) if video else None
         self.video = video
         self.reconnections = 0
+        self.forget_graph()
         self._connect()
+
+    def forget_graph(self) -> None:
+        """Drop what the graph has published so far: a graph started again starts its clock again, and its nodes'
+        statuses must not pass for the old ones'."""
+        with self.lock:
+            self.clock = episodes.SimClockMap()
+            self.stages = episodes.StageTimes()
+            self.task_state: TaskState | None = None
+            self.status: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
+            self.status_seen: dict[str, int] = collections.Counter()
+            self.chunk_stamps: list[int] = []           # action_chunk stamps, arrival order
+            self.joint_chunks = 0
+            self.joint_chunk_stamp: int | None = None   # the newest joint_chunk's
+            # The latest viz paths: (points (N, 3) in the base frame, stamps (N,) ns)
+            self.predicted: tuple[np.ndarray, np.ndarray] | None = None
+            self.executed: tuple[np.ndarray, np.ndarray] | None = None
+            if self.frames is not None:
+                self.frames.clear()
 
     def _connect(self) -> None:
         """A fresh participant: context, node, subscriptions, publisher, client and the spinning thread."""
@@ -419,6 +427,7 @@ class ClosedLoopRunner:
                 self.notes.append(f"{exc}: the graph was started again")
                 self.log(f"  {exc}: starting the graph again")
                 graph.stop()
+                probe.forget_graph()
                 graph = self._graph(self.args, base_nodes, graph_log).start()
                 self._wait_ready(graph, probe)
             if c.video and out is not None:
