@@ -62,6 +62,7 @@ _PALM_CENTER = np.array([0.082, 0.020, 0.004])
 # Direction from the index tip to the thumb tip when the pinch opens (anatomical frame).
 _PINCH_OPENING = np.array([-0.35, 0.10, 0.93]) / np.linalg.norm([-0.35, 0.10, 0.93])
 FINGER_RADIUS = 0.0085  # the landmarks lie on the bones' centre line; the skin is this far out
+REST_APERTURE = 0.03  # thumb-index tip distance of the hand at rest (m)
 
 
 @dataclass
@@ -70,8 +71,12 @@ class HumanConfig:
                                    help="right shoulder at rest, world (m)")
     head: list[float] = option(default_factory=lambda: [-0.10, 0.03, 1.36],
                                help="RGB camera (eye) position at rest, world (m)")
-    rest_hand: list[float] = option(default_factory=lambda: [0.12, -0.22, 0.86],
-                                    help="pinch point of the relaxed hand at start and end, world (m)")
+    rest_hand: list[float] = option(default_factory=lambda: [0.45, -0.08, 0.92],
+                                    help="pinch point of the hand at start and end, world (m)")
+    rest_across: list[float] = option(default_factory=lambda: [0.2, -1.0],
+                                      help="horizontal direction (x, y) across the pinch at start and end, world")
+    rest_pitch: float = option(0.9, help="how far the pinch points down from horizontal at start and end (rad)",
+                               minimum=0.0, maximum=math.pi / 2)
     upper_arm: float = option(0.30, help="shoulder to elbow (m)", minimum=0.1, maximum=0.5)
     forearm: float = option(0.26, help="elbow to wrist (m)", minimum=0.1, maximum=0.5)
     max_lean: float = option(0.25, help="how far the shoulders may lean towards a far target (m)", minimum=0.0)
@@ -83,6 +88,40 @@ class HumanConfig:
     head_drift: float = option(0.012, help="amplitude of slow head position drift (m)", minimum=0.0)
     gaze_drift: float = option(0.03, help="amplitude of slow gaze point drift (m)", minimum=0.0)
     head_roll_deg: float = option(3.0, help="amplitude of slow head roll (deg)", minimum=0.0)
+
+    def __post_init__(self):
+        for name, size in (("shoulder", 3), ("head", 3), ("rest_hand", 3), ("rest_across", 2)):
+            value = np.asarray(getattr(self, name), float)
+            if value.shape != (size,) or not np.all(np.isfinite(value)):
+                raise ValueError(f"human config: {name} must be {size} finite numbers, got {getattr(self, name)}")
+        if np.linalg.norm(self.rest_across) < 1e-6:
+            raise ValueError("human config: rest_across must be a direction, not [0, 0]")
+
+
+def pinch_rotation(across, reach_from, towards, pitch: float) -> np.ndarray:
+    """Pinch frame rotation: x across the pinch (horizontal), y forward (from ``reach_from`` towards ``towards``)
+    and down by ``pitch``."""
+    x = np.array([across[0], across[1], 0.0], float)
+    x /= np.linalg.norm(x)
+    h = np.cross(np.array([0, 0, 1.0]), x)  # horizontal, perpendicular to x
+    if np.dot(h, np.asarray(towards, float) - np.asarray(reach_from, float)) < 0:
+        x, h = -x, -h
+    y = math.cos(pitch) * h - math.sin(pitch) * np.array([0, 0, 1.0])
+    return np.column_stack([x, y, np.cross(x, y)])
+
+
+def rest_pose(config: HumanConfig) -> np.ndarray:
+    """T_world_pinch each demo starts and ends near (the demos add a little noise to its position)."""
+    rest = np.asarray(config.rest_hand, float)
+    return geometry.make_transform(pinch_rotation(config.rest_across, config.shoulder, rest + [1, 0, 0],
+                                                  config.rest_pitch), rest)
+
+
+def rest_hand_frame(config: HumanConfig) -> np.ndarray:
+    """T_world_hand at :func:`rest_pose`: the HumanEgo hand frame of the landmarks (what preprocessing and the
+    policy see), not the pinch frame."""
+    landmarks = hand_landmarks(REST_APERTURE)
+    return rest_pose(config) @ geometry.invert(pinch_frame(landmarks)) @ landmarks_ids.hand_frame(landmarks)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,17 +324,6 @@ class Demonstration:
     def _t(self, nominal: float) -> float:
         return nominal / self.speed * float(self.rng.uniform(0.9, 1.1))
 
-    def _grasp_rotation(self, across: np.ndarray, reach_from: np.ndarray, towards: np.ndarray,
-                        pitch: float) -> np.ndarray:
-        """Pinch frame rotation: x across the pinch (horizontal), y forward and down by ``pitch``."""
-        x = np.array([across[0], across[1], 0.0])
-        x /= np.linalg.norm(x)
-        h = np.cross(np.array([0, 0, 1.0]), x)  # horizontal, perpendicular to x
-        if np.dot(h, towards - reach_from) < 0:
-            x, h = -x, -h
-        y = math.cos(pitch) * h - math.sin(pitch) * np.array([0, 0, 1.0])
-        return np.column_stack([x, y, np.cross(x, y)])
-
     def _plan(self):
         task, cfg, rng = self.task, self.config, self.rng
         obj_name, goal_name = task.manipulated, task.goal
@@ -303,13 +331,12 @@ class Demonstration:
         T_goal = self.initial_objects[goal_name]
         spec = task.objects[obj_name]
         shoulder = np.array(cfg.shoulder)
-        rest = np.array(cfg.rest_hand) + rng.normal(0, 0.015, 3)
-        rest_R = self._grasp_rotation(np.array([0.3, -1.0, 0]), shoulder, rest + [1, 0, 0], pitch=0.5)
-        start = geometry.make_transform(rest_R, rest)
+        start = rest_pose(cfg)
+        start[:3, 3] += rng.normal(0, 0.015, 3)
         segments: list[_Segment] = []
         gaze: list[_Gaze] = []
         t_first_idle = self._t(float(rng.uniform(0.4, 0.9)))
-        segments.append(_Segment("idle", t_first_idle, start, 0.03))
+        segments.append(_Segment("idle", t_first_idle, start, REST_APERTURE))
         obj_pos = T_obj[:3, 3]
         goal_pos = T_goal[:3, 3]
         gaze.append(_Gaze(0.0, obj_pos + [0, 0, 0.02]))
@@ -320,7 +347,7 @@ class Demonstration:
             opened = min(closed + float(rng.uniform(0.03, 0.05)), 0.11)
             pitch = float(rng.uniform(0.8, 1.0))
             grasp_height = min(0.6 * object_height(spec), object_height(spec) - 0.012)
-            R = self._grasp_rotation(short_axis, shoulder, obj_pos, pitch)
+            R = pinch_rotation(short_axis, shoulder, obj_pos, pitch)
             # People pinch off-centre along the object, never into it across the squeeze axis.
             along = float(rng.normal(0, 0.006)) * np.cross([0, 0, 1.0], R[:, 0])
             grasp = geometry.make_transform(R, obj_pos + [0, 0, grasp_height] + along)
@@ -369,7 +396,7 @@ class Demonstration:
             half = _support_distance(spec, T_obj, d)
             closed = 0.02
             pitch = float(rng.uniform(1.0, 1.15))
-            R = self._grasp_rotation(np.cross([0, 0, 1.0], d), obj_pos - d, obj_pos, pitch)
+            R = pinch_rotation(np.cross([0, 0, 1.0], d), obj_pos - d, obj_pos, pitch)
             # Curled fingers lead with their middle phalanges: keep every bone behind the face and above
             # the table.
             bones = _bone_points(hand_landmarks(closed), R)
@@ -399,11 +426,11 @@ class Demonstration:
             gaze.append(_Gaze(t_push - 0.2, goal_pos))
         end_rest = start.copy()
         end_rest[:3, 3] = np.array(cfg.rest_hand) + rng.normal(0, 0.015, 3)
-        segments.append(_Segment("return", self._t(1.0), end_rest, 0.03))
-        segments.append(_Segment("idle", self._t(float(rng.uniform(0.3, 0.6))), end_rest, 0.03))
+        segments.append(_Segment("return", self._t(1.0), end_rest, REST_APERTURE))
+        segments.append(_Segment("idle", self._t(float(rng.uniform(0.3, 0.6))), end_rest, REST_APERTURE))
         t_return = sum(s.duration for s in segments[:-2])
         gaze.append(_Gaze(t_return + 0.2, 0.5 * (obj_pos + goal_pos) + [0.05, 0, 0]))
-        return segments, start, 0.03, gaze
+        return segments, start, REST_APERTURE, gaze
 
     def _resolve_object_motion(self) -> None:
         """Fix the object's pose relative to the pinch at the start of each carry or push."""

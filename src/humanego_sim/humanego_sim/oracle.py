@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import mujoco
 import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
 
 from humanego_sim.tasks import Task, load_task, object_height, support_height
 from humanego_sim.world import RobotInfo, World, has_ancestor
@@ -94,8 +95,10 @@ class ArmKinematics:
         T[:3, 3] = self.data.xpos[self.body]
         return T
 
-    def solve(self, position: np.ndarray, rotation: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, float]:
-        """Joint positions within limits reaching the pose from ``seed``; returns (q, pose error).
+    def solve(self, position: np.ndarray, rotation: np.ndarray, seed: np.ndarray,
+              rest: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Joint positions within limits reaching the pose from ``seed``, the null space pulled towards ``rest``
+        (default: the rest posture given at construction); returns (q, pose error).
 
         The error is position (m) plus 0.1 m per radian of orientation error, so a caller can tell an
         unreachable target from a reached one.
@@ -119,7 +122,8 @@ class ArmKinematics:
             # Redundant arms drift in the null space; pull them gently towards the rest posture.
             # The exact projector (undamped pseudo-inverse) so that this never disturbs the pose.
             if n > 6:
-                dq += (np.eye(n) - np.linalg.pinv(J) @ J) @ (self.nullspace_gain * (self.rest - q))
+                dq += (np.eye(n) - np.linalg.pinv(J) @ J) @ (self.nullspace_gain * ((self.rest if rest is None
+                                                                                     else rest) - q))
             step = np.max(np.abs(dq))
             if step > 0.2:  # keep each iteration in the linear region
                 dq *= 0.2 / step
@@ -183,6 +187,10 @@ class Action:
 class Waypoint:
     position: np.ndarray
     yaw: float
+    tilted: np.ndarray | None = None  # the ee's rotation while it is not pointing straight down (from home)
+
+    def rotation(self) -> np.ndarray:
+        return down_rotation(self.yaw) if self.tilted is None else self.tilted
 
 
 def min_jerk(s: float) -> float:
@@ -192,7 +200,8 @@ def min_jerk(s: float) -> float:
 
 @dataclass
 class Segment:
-    """A min-jerk Cartesian move of the ee (straight line, yaw interpolated) with a gripper target."""
+    """A min-jerk Cartesian move of the ee (straight line, yaw interpolated; from a tilted start, the rotation
+    slerped to pointing down) with a gripper target."""
 
     start: Waypoint
     end: Waypoint
@@ -203,8 +212,12 @@ class Segment:
 
     def at(self, t: float) -> Waypoint:
         s = min_jerk((t - self.t0) / self.duration)
-        return Waypoint(self.start.position + s * (self.end.position - self.start.position),
-                        self.start.yaw + s * (self.end.yaw - self.start.yaw))
+        position = self.start.position + s * (self.end.position - self.start.position)
+        yaw = self.start.yaw + s * (self.end.yaw - self.start.yaw)
+        if self.start.tilted is None and self.end.tilted is None:
+            return Waypoint(position, yaw)
+        ends = Rotation.from_matrix(np.stack([self.start.rotation(), self.end.rotation()]))
+        return Waypoint(position, yaw, Slerp([0.0, 1.0], ends)(s).as_matrix())
 
     def finished(self, t: float) -> bool:
         return t >= self.t0 + self.duration
@@ -249,8 +262,10 @@ class OracleController:
         self.config = config or OracleConfig()
         robot = kinematics.robot
         self.open, self.closed = robot.finger_range[1], robot.finger_range[0]
-        T_home = kinematics.fk(self.home)
-        self.home_yaw = math.atan2(T_home[1, 0], T_home[0, 0])
+        self.home_yaw = self._down_yaw(self.home)
+        # The posture the arm's null space is pulled towards: pointing down at home's place. From a tilted home the
+        # pull towards home itself would fight every down-pointing target.
+        self.ready, _ = kinematics.solve(kinematics.fk(self.home)[:3, 3], down_rotation(self.home_yaw), self.home)
         self.gripper_geometry = GripperGeometry.measure(kinematics, self.home, self.open)
         self.done = False
         self.failure = ""
@@ -258,8 +273,29 @@ class OracleController:
         self._plan: Generator[Segment, Observation, None] | None = None
         self._segment: Segment | None = None
         self._q = self.home.copy()
-        self._end = Waypoint(T_home[:3, 3].copy(), self.home_yaw)
+        self._end = self._waypoint_at(self.home)
         self._end_gripper = self.open
+
+    def _down_yaw(self, q: np.ndarray) -> float:
+        """The yaw nearest the ee's at ``q`` that IK reaches from ``q`` with the gripper pointing straight down at
+        the same place. A parallel gripper is the same turned half a turn, so yaws count modulo pi; a tilted
+        gripper (a home like the demonstrator's hand, config/sim/world.yaml) may need joint 7 past its limit to
+        point down at its own yaw."""
+        T = self.kin.fk(q)
+        yaw = math.atan2(T[1, 0], T[0, 0])
+        for turn in sorted(np.arange(-math.pi / 2, math.pi / 2, math.pi / 36), key=abs):
+            for half_turns in (0, 1):
+                candidate = closest_symmetric_yaw(yaw + turn + half_turns * math.pi, 0.0, 2 * math.pi)
+                if self.kin.solve(T[:3, 3], down_rotation(candidate), q)[1] <= self.config.ik_tolerance:
+                    return candidate
+        return yaw
+
+    def _waypoint_at(self, q: np.ndarray) -> Waypoint:
+        """Where the ee is at ``q``: tilted unless it points straight down (within a degree)."""
+        T = self.kin.fk(q)
+        yaw = self._down_yaw(q)
+        down = np.linalg.norm(rotation_error(down_rotation(yaw), T[:3, :3])) < math.radians(1.0)
+        return Waypoint(T[:3, 3].copy(), yaw, None if down else T[:3, :3].copy())
 
     @classmethod
     def for_world(cls, world: World, config: OracleConfig | None = None) -> OracleController:
@@ -271,12 +307,10 @@ class OracleController:
     def reset(self, obs: Observation) -> None:
         self.done, self.failure, self.phase = False, "", ""
         self._q = np.asarray(obs.arm_q, float).copy()
-        T = self.kin.fk(self._q)
         # Where the last planned segment ends: the next one starts there, so targets never jump.
-        self._end = Waypoint(T[:3, 3].copy(), math.atan2(T[1, 0], T[0, 0]))
+        self._end = self._waypoint_at(self._q)
         self._end_gripper = float(obs.gripper)
-        plan = self._pick_place if self.task.kind == "pick_place" else self._push
-        self._plan = plan(obs)
+        self._plan = self._plan_from(obs)
         self._segment = None
         self._advance(obs, lambda: next(self._plan))
 
@@ -286,7 +320,7 @@ class OracleController:
         while self._segment is not None and self._segment.finished(obs.time):
             self._advance(obs, lambda: self._plan.send(obs))
         target = self._segment.at(obs.time) if self._segment is not None else self._end
-        q, error = self.kin.solve(target.position, down_rotation(target.yaw), self._q)
+        q, error = self.kin.solve(target.position, target.rotation(), self._q, self.ready)
         if error > self.config.ik_tolerance:
             # Out of reach (or at a joint limit): stop where the arm is rather than chase a wrong solution.
             self.failure = (f"IK cannot reach {np.round(target.position, 3).tolist()} yaw {target.yaw:.2f} in phase "
@@ -309,6 +343,12 @@ class OracleController:
         self._segment = segment
         self._end, self._end_gripper = segment.end, segment.gripper
 
+    def _plan_from(self, obs: Observation) -> Generator[Segment, Observation, None]:
+        if self._end.tilted is not None:
+            # A tilted start (home): the gripper first turns to point down where it is, at the yaw IK reaches.
+            obs = yield self._move(self._end.position, label="point down")
+        yield from (self._pick_place if self.task.kind == "pick_place" else self._push)(obs)
+
     # ----- segment builders -----
     def _move(self, position, yaw: float | None = None, speed: float | None = None, gripper: float | None = None,
               label: str = "") -> Segment:
@@ -318,7 +358,8 @@ class OracleController:
         # A min-jerk profile peaks at 1.875x its mean speed: size the duration so the peak obeys the limit.
         duration = max(c.min_duration,
                        1.875 * float(np.linalg.norm(end.position - start.position)) / (speed or c.speed),
-                       1.875 * abs(end.yaw - start.yaw) / c.yaw_rate)
+                       1.875 * abs(end.yaw - start.yaw) / c.yaw_rate,
+                       1.875 * float(np.linalg.norm(rotation_error(end.rotation(), start.rotation()))) / c.yaw_rate)
         return Segment(start, end, self._end_gripper if gripper is None else gripper, duration, label=label)
 
     def _hold(self, seconds: float, gripper: float | None = None, label: str = "") -> Segment:

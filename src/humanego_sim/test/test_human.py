@@ -131,3 +131,28 @@ def test_head_camera_really_moves_and_demos_are_deterministic(world_config):
     c = human.Demonstration(task, cfg, world_config.table.height, initial, np.random.default_rng(4))
     assert c.duration != a.duration
     scene.close()
+
+
+def test_demos_start_and_end_at_the_configured_rest_pose(world_config):
+    task = tasks.load_task("serve_bread")
+    scene = world.World(task, world_config)
+    scene.reset(seed=5)
+    initial = {n: scene.object_pose(n) for n in task.objects}
+    scene.close()
+    cfg = human.HumanConfig(rest_hand=[0.30, -0.10, 0.98], rest_across=[0.0, -1.0], rest_pitch=1.0)
+    rest = human.rest_pose(cfg)
+    # Pinch x across (horizontal, along -y here), y forward and 1 rad below horizontal.
+    np.testing.assert_allclose(rest[:3, 0], [0.0, -1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(rest[:3, 1], [np.cos(1.0), 0.0, -np.sin(1.0)], atol=1e-12)
+    demo = human.Demonstration(task, cfg, world_config.table.height, initial, np.random.default_rng(5))
+    for t in demo.frame_times()[[0, -1]]:
+        T, _, _, _ = demo.grasp_pose(float(t))
+        np.testing.assert_allclose(T[:3, :3], rest[:3, :3], atol=1e-9)
+        assert np.linalg.norm(T[:3, 3] - rest[:3, 3]) < 0.08  # 1.5 cm per axis of scatter
+
+
+@pytest.mark.parametrize("bad", [{"rest_across": [0.0, 0.0]}, {"rest_across": [1.0, 0.0, 0.0]},
+                                 {"rest_hand": [0.3, float("nan"), 1.0]}])
+def test_bad_rest_pose_config_is_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        human.HumanConfig(**bad)
