@@ -71,11 +71,11 @@ class HumanConfig:
                                    help="right shoulder at rest, world (m)")
     head: list[float] = option(default_factory=lambda: [-0.10, 0.03, 1.36],
                                help="RGB camera (eye) position at rest, world (m)")
-    rest_hand: list[float] = option(default_factory=lambda: [0.45, -0.08, 0.92],
+    rest_hand: list[float] = option(default_factory=lambda: [0.12, -0.22, 0.86],
                                     help="pinch point of the hand at start and end, world (m)")
-    rest_across: list[float] = option(default_factory=lambda: [0.2, -1.0],
+    rest_across: list[float] = option(default_factory=lambda: [0.3, -1.0],
                                       help="horizontal direction (x, y) across the pinch at start and end, world")
-    rest_pitch: float = option(0.9, help="how far the pinch points down from horizontal at start and end (rad)",
+    rest_pitch: float = option(0.5, help="how far the pinch points down from horizontal at start and end (rad)",
                                minimum=0.0, maximum=math.pi / 2)
     upper_arm: float = option(0.30, help="shoulder to elbow (m)", minimum=0.1, maximum=0.5)
     forearm: float = option(0.26, help="elbow to wrist (m)", minimum=0.1, maximum=0.5)
@@ -115,13 +115,6 @@ def rest_pose(config: HumanConfig) -> np.ndarray:
     rest = np.asarray(config.rest_hand, float)
     return geometry.make_transform(pinch_rotation(config.rest_across, config.shoulder, rest + [1, 0, 0],
                                                   config.rest_pitch), rest)
-
-
-def rest_hand_frame(config: HumanConfig) -> np.ndarray:
-    """T_world_hand at :func:`rest_pose`: the HumanEgo hand frame of the landmarks (what preprocessing and the
-    policy see), not the pinch frame."""
-    landmarks = hand_landmarks(REST_APERTURE)
-    return rest_pose(config) @ geometry.invert(pinch_frame(landmarks)) @ landmarks_ids.hand_frame(landmarks)
 
 
 # ----------------------------------------------------------------------------------------------

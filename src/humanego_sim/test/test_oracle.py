@@ -9,7 +9,7 @@ import pytest
 from humanego_sim import oracle
 from humanego_sim.oracle import ArmKinematics, OracleController, down_rotation, observe, run_episode
 from humanego_sim.tasks import Placement, load_task
-from humanego_sim.world import World
+from humanego_sim.world import World, load_world_config
 
 SEEDS = [0, 1]
 
@@ -77,6 +77,24 @@ def test_ur5e_solves_a_task(worlds):
     world = worlds("serve_bread", "ur5e")
     result = run_episode(world, OracleController.for_world(world), 0)
     assert result.success, result.reason
+
+
+def test_a_home_that_tilts_the_gripper_is_turned_to_point_down_first():
+    # A Panda home holding the gripper tilted 38 degrees forward, like a hand about to grasp; pointing down at
+    # its own yaw would need joint 7 past its limit.
+    config = load_world_config()
+    config.robot.home["panda"] = [-0.0479, -0.0141, -0.038, -2.5915, 2.0326, 2.9487, 1.657]
+    world = World(load_task("serve_bread"), config, robot="panda")
+    try:
+        controller = OracleController.for_world(world)
+        phases = []
+        result = run_episode(world, controller, 0, on_step=lambda w: phases.append(controller.phase))
+        assert result.success, result.reason
+        assert phases[0] == "point down" and "point down" not in phases[phases.index("approach"):]
+        T_ready = controller.kin.fk(controller.ready)
+        assert T_ready[2, 2] < -0.9999  # the posture the null space pulls towards points straight down
+    finally:
+        world.close()
 
 
 @pytest.mark.parametrize("robot", ["panda", "ur5e"])
