@@ -262,10 +262,11 @@ class OracleController:
         self.config = config or OracleConfig()
         robot = kinematics.robot
         self.open, self.closed = robot.finger_range[1], robot.finger_range[0]
-        self.home_yaw = self._down_yaw(self.home)
+        self._end = self._waypoint_at(self.home)
+        self.home_yaw = self._end.yaw
         # The posture the arm's null space is pulled towards: pointing down at home's place. From a tilted home the
         # pull towards home itself would fight every down-pointing target.
-        self.ready, _ = kinematics.solve(kinematics.fk(self.home)[:3, 3], down_rotation(self.home_yaw), self.home)
+        self.ready, _ = kinematics.solve(self._end.position, down_rotation(self.home_yaw), self.home)
         self.gripper_geometry = GripperGeometry.measure(kinematics, self.home, self.open)
         self.done = False
         self.failure = ""
@@ -273,15 +274,13 @@ class OracleController:
         self._plan: Generator[Segment, Observation, None] | None = None
         self._segment: Segment | None = None
         self._q = self.home.copy()
-        self._end = self._waypoint_at(self.home)
         self._end_gripper = self.open
 
-    def _down_yaw(self, q: np.ndarray) -> float:
-        """The yaw nearest the ee's at ``q`` that IK reaches from ``q`` with the gripper pointing straight down at
-        the same place. A parallel gripper is the same turned half a turn, so yaws count modulo pi; a tilted
-        gripper (a home like the demonstrator's hand, config/sim/world.yaml) may need joint 7 past its limit to
-        point down at its own yaw."""
-        T = self.kin.fk(q)
+    def _down_yaw(self, q: np.ndarray, T: np.ndarray) -> float:
+        """The yaw nearest the ee's (``T`` = fk(``q``)) that IK reaches from ``q`` with the gripper pointing
+        straight down at the same place. A parallel gripper is the same turned half a turn, so yaws count modulo
+        pi; a tilted gripper (a home set like a demonstrator's hand) may need joint 7 past its limit to point down
+        at its own yaw."""
         yaw = math.atan2(T[1, 0], T[0, 0])
         for turn in sorted(np.arange(-math.pi / 2, math.pi / 2, math.pi / 36), key=abs):
             for half_turns in (0, 1):
@@ -293,7 +292,7 @@ class OracleController:
     def _waypoint_at(self, q: np.ndarray) -> Waypoint:
         """Where the ee is at ``q``: tilted unless it points straight down (within a degree)."""
         T = self.kin.fk(q)
-        yaw = self._down_yaw(q)
+        yaw = self._down_yaw(q, T)
         down = np.linalg.norm(rotation_error(down_rotation(yaw), T[:3, :3])) < math.radians(1.0)
         return Waypoint(T[:3, 3].copy(), yaw, None if down else T[:3, :3].copy())
 
