@@ -153,6 +153,10 @@ def _robot_spec(name: str, mount: RobotMount, timestep: float) -> mujoco.MjSpec:
     """The URDF as the scene's base spec (keeps its names), mounted, with servos and the finger coupling."""
     spec = mujoco.MjSpec.from_file(str(robot_urdf(name)))
     spec.compiler.fusestatic = False  # keep flange/hand/ee frames as bodies for TF and grasp checks
+    # The URDF importer discards contact-free geoms and unused textures by default, and the scene added to this
+    # spec has both (table legs, the push target's marker, the floor's checker): the robot's camera has to
+    # see the same scene as the human recordings' camera.
+    spec.compiler.discardvisual = False
     base = spec.body("base_link")
     base.pos = mount.position
     base.quat = Rotation.from_euler("z", mount.yaw).as_quat(scalar_first=True)

@@ -7,6 +7,7 @@ import pytest
 
 from humanego_sim.robot_sim import CommandRejected, RobotSim, TrajectoryPoint
 from humanego_sim.tasks import load_task
+from humanego_sim.world import World
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,25 @@ def test_snapshot_frames(fresh):
     T_world_optical = transforms["camera_link"] @ transforms["camera_optical_frame"]
     np.testing.assert_allclose(T_world_optical, sim.world.camera_pose("ego_camera"), atol=1e-9)
     assert T_world_optical[2, 2] < 0 and T_world_optical[2, 1] < 0
+
+
+@pytest.mark.parametrize("task", ["serve_bread", "push_box"])
+@pytest.mark.parametrize("robot", ["panda", "ur5e"])
+def test_the_robot_world_keeps_every_part_of_the_scene_the_human_world_has(task, robot):
+    """Policies trained on the human recordings' images see the robot's camera: a scene geom, texture or
+    material the robot's URDF import dropped (table legs, push target, floor checker) is a domain gap."""
+    human, with_robot = World(load_task(task)), World(load_task(task), robot=robot)
+    scene_bodies = {human.model.body(b).name for b in range(human.model.nbody)}
+
+    def scene(model):
+        """(size, rgba, textured) of every geom on a body the human world has too: not the robot's."""
+        return sorted((tuple(np.round(model.geom_size[i], 6)), tuple(np.round(model.geom_rgba[i], 6)),
+                       bool(model.geom_matid[i] >= 0))
+                      for i in range(model.ngeom) if model.body(model.geom_bodyid[i]).name in scene_bodies)
+
+    try:
+        assert scene(with_robot.model) == scene(human.model)
+        assert with_robot.model.ntex == human.model.ntex
+    finally:
+        human.close()
+        with_robot.close()
