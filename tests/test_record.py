@@ -18,6 +18,7 @@ from sensor_msgs.msg import Image
 from humanego_bringup.recording import RECORDED_TOPICS, resolve_topics
 from humanego_core.kinematics import RobotKinematics
 from humanego_ros import qos
+from humanego_sim.world import load_world_config
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +83,9 @@ def test_record_sim_robot_into_mcap(processes, probe, tmp_path):
     assert np.all(np.diff(stamps) > 0) and np.all(np.diff(stamps) % JOINT_STATE_PERIOD_NS == 0)
     assert set(RobotKinematics.load("panda").arm_joint_names) <= set(decoded[f"/{ns}/joint_states"][0].name)
     image = decoded[f"/{ns}/camera/image_raw"][0]
-    assert (image.width, image.height, image.encoding) == (320, 240, "rgb8") and len(image.data) == 320 * 240 * 3
+    camera = load_world_config().ego_camera  # the sim camera's size (config/sim/world.yaml)
+    assert (image.width, image.height, image.encoding) == (camera.width, camera.height, "rgb8")
+    assert len(image.data) == camera.width * camera.height * 3
     static_children = {t.child_frame_id for m in decoded["/tf_static"] for t in m.transforms}
     assert {"base_link", "camera_link", "camera_optical_frame"} <= static_children
 

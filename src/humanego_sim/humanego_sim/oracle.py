@@ -244,6 +244,7 @@ class OracleConfig:
     push_tolerance: float = 0.02    # pushing stops this close to the goal centre (m)
     max_attempts: int = 3           # grasps or pushes tried before giving up
     ik_tolerance: float = 0.005     # IK error (m, + 0.1 m/rad) beyond which a target counts as unreachable
+    limit_margin: float = 0.3       # the down-pointing start keeps every joint this far inside its limits (rad)
 
 
 class OracleController:
@@ -278,14 +279,17 @@ class OracleController:
 
     def _down_yaw(self, q: np.ndarray, T: np.ndarray) -> float:
         """The yaw nearest the ee's (``T`` = fk(``q``)) that IK reaches from ``q`` with the gripper pointing
-        straight down at the same place. A parallel gripper is the same turned half a turn, so yaws count modulo
-        pi; a tilted gripper (a home set like a demonstrator's hand) may need joint 7 past its limit to point down
-        at its own yaw."""
+        straight down at the same place, every joint ``limit_margin`` inside its limits. A parallel gripper is the
+        same turned half a turn, so yaws count modulo pi; a tilted gripper (a home set like a demonstrator's hand)
+        may need joint 7 past its limit to point down at its own yaw, or right at it, where the next move fails."""
         yaw = math.atan2(T[1, 0], T[0, 0])
+        margin = self.config.limit_margin
         for turn in sorted(np.arange(-math.pi / 2, math.pi / 2, math.pi / 36), key=abs):
             for half_turns in (0, 1):
                 candidate = closest_symmetric_yaw(yaw + turn + half_turns * math.pi, 0.0, 2 * math.pi)
-                if self.kin.solve(T[:3, 3], down_rotation(candidate), q)[1] <= self.config.ik_tolerance:
+                solution, error = self.kin.solve(T[:3, 3], down_rotation(candidate), q)
+                if (error <= self.config.ik_tolerance and np.all(solution >= self.kin.lower + margin)
+                        and np.all(solution <= self.kin.upper - margin)):
                     return candidate
         return yaw
 

@@ -79,11 +79,18 @@ def test_ur5e_solves_a_task(worlds):
     assert result.success, result.reason
 
 
-def test_a_home_that_tilts_the_gripper_is_turned_to_point_down_first():
-    # A Panda home holding the gripper tilted 38 degrees forward, like a hand about to grasp; pointing down at
-    # its own yaw would need joint 7 past its limit.
+@pytest.mark.parametrize("base, home", [
+    # Tilted 38 degrees forward, like a hand about to grasp: pointing down at its own yaw needs joint 7 past
+    # its limit.
+    ([0.0, 0.0, 0.75], [-0.0479, -0.0141, -0.038, -2.5915, 2.0326, 2.9487, 1.657]),
+    # Mounted to the side, holding the gripper like a hand resting right of the objects: the down-pointing yaw
+    # nearest its own puts joint 7 0.02 rad from its limit, where the next move fails (OracleConfig.limit_margin).
+    ([0.0, -0.19, 0.75], [-0.247, 0.198, -0.256, -2.335, 1.312, 2.54, 1.844]),
+])
+def test_a_home_that_tilts_the_gripper_is_turned_to_point_down_first(base, home):
     config = load_world_config()
-    config.robot.home["panda"] = [-0.0479, -0.0141, -0.038, -2.5915, 2.0326, 2.9487, 1.657]
+    config.robot.position = base
+    config.robot.home["panda"] = home
     world = World(load_task("serve_bread"), config, robot="panda")
     try:
         controller = OracleController.for_world(world)
