@@ -230,6 +230,13 @@ def test_a_part_of_the_graph_that_stays_silent_gets_the_graph_started_again(monk
     with pytest.raises(episode_runner.WaitTimeout) as failed:
         runner._wait_ready(graph, probe)
     assert type(failed.value) is episode_runner.WaitTimeout
+    # A graph whose parts all match, but where no joint chunk comes out (a reader in the pipeline that gets no
+    # sample): started again too.
+    probe.controller_status = lambda: {"message": "holding: estop"}
+    probe.estop_pub = SimpleNamespace(get_subscription_count=lambda: 1)
+    probe.joint_chunks = 0
+    with pytest.raises(episode_runner.GraphNotReady, match="the first joint chunk"):
+        runner._wait_ready(graph, probe, patience_s=0.5)
 
 
 def test_the_probe_reconnects_keeping_what_it_recorded_and_forgets_a_restarted_graph(probe):

@@ -531,6 +531,10 @@ class ClosedLoopRunner:
                   lambda: probe.controller_status() is not None and probe.estop_pub.get_subscription_count() > 0),
                  # Without a match the latency of a stage would silently be missing.
                  ("the probe to match the pipeline's publishers", lambda: not probe.unmatched(stages))]
+        if self.config.policy != "replay":
+            # Matched is not delivered: a reader in the pipeline that never gets a sample (seen in `make demo`: the
+            # policy's images, ik_retarget's chunks; 3 episodes without a command) is only mended by new processes.
+            steps.append(("the first joint chunk (camera to policy to ik_retarget)", lambda: probe.joint_chunks > 0))
         for what, condition in steps:
             left = max(1.0, timeout - (time.monotonic() - t0))
             try:
