@@ -9,6 +9,7 @@ from rcl_interfaces.srv import GetParameters
 from std_msgs.msg import Header
 
 from humanego_ros import qos
+from humanego_ros.participant import leave_graph
 
 
 def humanego(*args, timeout=60):
@@ -22,8 +23,8 @@ def test_node_sees_ros_args_parameters_and_remaps(processes):
                             "-r", f"heartbeat:=/{name}/beat"])
     context = rclpy.Context()
     rclpy.init(context=context)
+    node = rclpy.create_node("run_test_probe", context=context)
     try:
-        node = rclpy.create_node("run_test_probe", context=context)
         beats = []
         node.create_subscription(Header, f"/{name}/beat", beats.append, qos.COMMAND)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
@@ -42,7 +43,7 @@ def test_node_sees_ros_args_parameters_and_remaps(processes):
         assert rate.double_value == 40.0
         assert source.string_value == "station_7"
     finally:
-        rclpy.shutdown(context=context)
+        leave_graph(node, context)
 
 
 def test_out_of_range_parameter_is_a_clear_start_error():

@@ -59,6 +59,7 @@ from humanego_interfaces.msg import ActionChunk, InteractionTokens, TaskState
 from humanego_interfaces.srv import ResetEpisode
 from humanego_ros import conversions as conv
 from humanego_ros import qos
+from humanego_ros.participant import leave_graph
 
 CONTROLLER = "trajectory_controller"
 # Counters of the other nodes reported per episode (prefixes of their /diagnostics keys).
@@ -224,11 +225,11 @@ class GraphProbe:
         while not self._stop.is_set() and self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Leave the graph; False if the DDS teardown did not return (:func:`leave_graph`)."""
         self._stop.set()
         self._thread.join(timeout=5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        return leave_graph(self.node, self.context)
 
     def reconnect(self) -> None:
         """Replace this probe's DDS participant, keeping what it has recorded. Fast DDS now and then leaves one
@@ -457,7 +458,8 @@ class ClosedLoopRunner:
             if probe is not None:
                 with probe.lock:  # now, so that messages of an episode that arrived after its end count too
                     latencies = [probe.stages.latencies_ms(probe.clock, *w) for w in windows]
-                probe.close()
+                if not probe.close():
+                    self.log("the probe's DDS teardown did not return; left behind")
             if video is not None:
                 video.close()
                 self.log(f"video: {video.path} ({video.frames} frames)")

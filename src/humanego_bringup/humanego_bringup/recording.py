@@ -29,6 +29,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from humanego_core import ament_index
+from humanego_ros.participant import leave_graph
 
 # What a robot run is made of (DESIGN.md section 3). Relative names live under the robot namespace.
 RECORDED_TOPICS: tuple[str, ...] = (
@@ -214,5 +215,5 @@ class BagRecorder:
         hangs (and gets the recorder killed) no longer costs the bag. Nothing writes meanwhile: messages are
         written only while :meth:`spin` runs the executor."""
         self.writer.close()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        if not leave_graph(self.node, self.context):
+            self.log("the recorder's DDS teardown did not return; left behind (the bag is complete)")

@@ -16,6 +16,7 @@ from humanego_core import geometry
 from humanego_core.transform_tree import ExtrapolationError, TransformLookupError
 from humanego_ros import conversions as conv
 from humanego_ros import qos
+from humanego_ros.participant import leave_graph
 from humanego_ros.tf_listener import TfListener
 
 TIMEOUT_S = 30.0
@@ -42,8 +43,7 @@ def nodes():
     yield publisher, listener, spin_until
     executor.shutdown()
     publisher.destroy_node()
-    listener.destroy_node()
-    rclpy.shutdown(context=context)
+    leave_graph(listener, context)
 
 
 def can_lookup(tf, target, source, stamp=None):
