@@ -16,6 +16,9 @@ zero offsets instead of a position the network must re-locate from the tokens. T
 (config/training/serve_bread_flow.yaml, same data and split) with and without it: first-step error 2.3 vs
 3.7 cm and 3.3 vs 6.8 deg; horizon-weighted 4.60 vs 4.62 cm and 7.2 vs 8.2 deg.
 
+With ``use_image`` off the context is the CLS token and the interaction tokens alone; the image input stays in
+the interface (and is dropped from exported graphs, whose inputs the runtime feeds by name).
+
 Training (rectified flow): ``x_t = (1 - t) * noise + t * actions`` with ``t ~ U(0, 1)``, whose velocity is
 ``actions - noise``. The network estimates the clean chunk ``a_hat`` from ``x_t`` and its velocity is
 ``(a_hat - x_t) / (1 - t)``; the loss is the squared error of ``a_hat``, i.e. the velocity error weighted by
@@ -80,6 +83,9 @@ class FlowMatchingConfig:
     relative_to_hand: bool = option(False, help="Generate the chunk as offsets from the hand's current pose (its "
                                     "ICT token; single-hand token layouts) instead of absolute poses in the "
                                     "reference frame.")
+    use_image: bool = option(True, help="Attend to the image's patch tokens. False: the context is the interaction "
+                             "tokens alone (the image input is accepted and ignored), which carry no "
+                             "embodiment's appearance.")
 
 
 SINGLE_HAND_TOKEN_DIM = token_dim(dual_hand=False)
@@ -129,7 +135,8 @@ class FlowMatchingPolicy(Policy):
         if c.relative_to_hand and token_dim != SINGLE_HAND_TOKEN_DIM:
             raise ValueError(f"relative_to_hand needs a single-hand token layout (token_dim {SINGLE_HAND_TOKEN_DIM}), "
                              f"got token_dim {token_dim}: with two hands it is not known which one the chunk moves")
-        self.image_encoder = ImagePatchEncoder(self.image_size, c.dim, c.image_levels, c.image_channels)
+        self.image_encoder = (ImagePatchEncoder(self.image_size, c.dim, c.image_levels, c.image_channels)
+                              if c.use_image else None)
         self.token_embedding = TokenEmbedding(token_dim, max_tokens, c.dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.encoder = nn.ModuleList(EncoderLayer(c.dim, c.heads, c.ffn_dim, c.dropout)
@@ -163,10 +170,11 @@ class FlowMatchingPolicy(Policy):
         """Context of one observation: (keys/values of every decoder layer's cross-attention
         (layers, 2, B, heads, S, dim/heads), key padding bias (B, 1, 1, S), done logit (B,)). The flow it
         conditions runs relative to :meth:`origin`."""
-        patches = self.image_encoder(image)
-        batch = patches.shape[0]
-        x = torch.cat([self.cls.expand(batch, -1, -1), patches, self.token_embedding(tokens)], dim=1)
-        always = torch.ones_like(x[:, : 1 + patches.shape[1], 0], dtype=torch.bool)
+        context = [self.cls.expand(tokens.shape[0], -1, -1)]
+        if self.image_encoder is not None:
+            context.append(self.image_encoder(image))
+        x = torch.cat([*context, self.token_embedding(tokens)], dim=1)
+        always = torch.ones_like(x[:, : x.shape[1] - tokens.shape[1], 0], dtype=torch.bool)
         bias = key_padding_bias(torch.cat([always, token_mask.bool()], dim=1))
         for layer in self.encoder:
             x = layer(x, bias)

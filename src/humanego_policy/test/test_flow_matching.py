@@ -58,10 +58,11 @@ def train(policy, batch, steps: int, lr: float = 3e-3) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("relative_to_hand", [False, True])
-def test_loss_decreases_and_the_policy_reproduces_its_training_set(relative_to_hand):
+@pytest.mark.parametrize("settings", [{}, {"relative_to_hand": True}, {"use_image": False}],
+                         ids=["absolute", "relative_to_hand", "without_image"])
+def test_loss_decreases_and_the_policy_reproduces_its_training_set(settings):
     torch.manual_seed(0)
-    policy = build_policy("flow", {**TINY, "relative_to_hand": relative_to_hand}, TOKEN_DIM, MAX_TOKENS)
+    policy = build_policy("flow", {**TINY, **settings}, TOKEN_DIM, MAX_TOKENS)
     batch = tiny_batch(4)
     losses = train(policy, batch, 200)
     assert np.mean(losses[-20:]) < 0.1 * np.mean(losses[:20])
@@ -136,6 +137,20 @@ def test_relative_chunks_are_offsets_from_the_hand_token():
     torch.testing.assert_close(absolute.loss(shifted)[0], relative_loss)
     with pytest.raises(ValueError, match="single-hand token layout"):
         build_policy("flow", {**TINY, "relative_to_hand": True}, 29, MAX_TOKENS)
+
+
+def test_without_the_image_the_context_is_the_tokens_alone():
+    torch.manual_seed(0)
+    policy = build_policy("flow", {**TINY, "use_image": False}, TOKEN_DIM, MAX_TOKENS).eval()
+    assert policy.image_encoder is None
+    batch = tiny_batch(3)
+    noise = torch.randn(3, 8, 10, generator=torch.Generator().manual_seed(2))
+    seen = policy.predict(batch, noise=noise)["actions"]
+    other_image = policy.predict({**batch, "image": torch.rand_like(batch["image"])}, noise=noise)["actions"]
+    torch.testing.assert_close(other_image, seen, rtol=0, atol=0)
+    moved_hand = {**batch, "tokens": batch["tokens"].clone()}
+    moved_hand["tokens"][:, 0, 1:4] += 0.5
+    assert (policy.predict(moved_hand, noise=noise)["actions"] - seen).abs().max() > 1e-3
 
 
 def test_invalid_steps_do_not_count_in_the_loss():

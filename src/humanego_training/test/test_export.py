@@ -25,13 +25,12 @@ STATS = NormStats(np.array([0.4, 0.0, 0.2]), np.array([0.1, 0.2, 0.05]), {"frame
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_checkpoint(path, dual_hand=False, seed=0, relative_to_hand=False):
-    """A tiny flow policy with every weight random (zero-initialised gates included, so that every path of the
-    graphs carries signal) and an EMA that differs from the raw weights."""
+def make_checkpoint(path, dual_hand=False, seed=0, **settings):
+    """A tiny flow policy (``settings`` over TINY) with every weight random (zero-initialised gates included, so
+    that every path of the graphs carries signal) and an EMA that differs from the raw weights."""
     torch.manual_seed(seed)
     layout = TokenLayout(29 if dual_hand else 20, 6, "camera_frame", dual_hand, "right")
-    policy = build_policy("flow", {**TINY, "relative_to_hand": relative_to_hand}, layout.token_dim,
-                          layout.max_tokens)
+    policy = build_policy("flow", {**TINY, **settings}, layout.token_dim, layout.max_tokens)
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -50,11 +49,12 @@ def bundle(checkpoint, tmp_path_factory):
     return export_bundle(checkpoint.parent, tmp_path_factory.mktemp("models") / "tiny_flow", progress=False).path
 
 
-@pytest.mark.parametrize("relative_to_hand", [False, True])
+@pytest.mark.parametrize("settings", [{}, {"relative_to_hand": True}, {"use_image": False}],
+                         ids=["absolute", "relative_to_hand", "without_image"])
 @pytest.mark.parametrize("layout", ["encoder_step", "single"])
-def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layout, relative_to_hand):
-    if relative_to_hand:
-        checkpoint = make_checkpoint(tmp_path / "relative" / "latest.pt", relative_to_hand=True)
+def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layout, settings):
+    if settings:
+        checkpoint = make_checkpoint(tmp_path / "variant" / "latest.pt", **settings)
     result = export_bundle(checkpoint, tmp_path / "b", layout=layout, progress=False)
     assert result.layout == layout and result.parity_max_abs_diff <= 1e-4
     expected_files = {"encoder_step": {"encoder.onnx", "step.onnx"}, "single": {"policy.onnx"}}[layout]
@@ -72,10 +72,11 @@ def test_onnxruntime_matches_torch_on_the_same_noise(checkpoint, tmp_path, layou
     assert np.abs(actions - ref["actions"].numpy()).max() <= 1e-4
     assert np.abs(done - ref["done_prob"].numpy()).max() <= 1e-4
     assert np.abs(actions).max() > 0.1  # not a degenerate output
-    # The context is computed once per inference in either layout: the image stem's convolutions appear once.
+    # The context is computed once per inference in either layout: the image stem's convolutions appear once
+    # (never without the image, whose input the graphs then drop; the runtime feeds each graph what it takes).
     convolutions = sum(node.op_type == "Conv" for name in result.files if name.endswith(".onnx")
                        for node in onnx.load(str(result.path / name)).graph.node)
-    assert convolutions == TINY["image_levels"]
+    assert convolutions == (TINY["image_levels"] if settings.get("use_image", True) else 0)
 
 
 def test_bundle_manifest_records_the_layout_and_provenance(bundle, checkpoint):
