@@ -158,9 +158,9 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     """A probe teardown that never returned (see humanego_ros.participant) can hold Fast DDS locks that the
     interpreter's own exit would wait for; end the process with pytest's exit status instead."""
-    if stuck_teardowns():
-        print(f"{stuck_teardowns()} DDS teardown(s) never returned; exiting without waiting for them",
-              file=sys.stderr, flush=True)
+    stuck = stuck_teardowns()
+    if stuck:
+        print(f"{stuck} DDS teardown(s) never returned; exiting without waiting for them", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(config.stash.get(EXIT_STATUS, 1))
 

@@ -118,7 +118,8 @@ def test_graph_starts_every_node_and_stops_them(probe, tiny_bundle):
         try:
             p.wait(lambda: all(p.got[key] for key in stages) or graph.poll() is not None, f"messages on {stages}")
         except AssertionError as exc:  # the nodes' own words on why a stage stayed silent
-            raise AssertionError(f"{exc}\nthe graph's last output:\n" + "\n".join(output.lines[-40:])) from None
+            tail = "\n".join(output.text().splitlines()[-40:])
+            raise AssertionError(f"{exc}\nthe graph's last output:\n{tail}") from None
         assert graph.poll() is None, output.text()
         assert p.got["ict"][0].token_dim == token_dim(dual_hand=False)
         assert p.got["chunk"][0].policy_id == "tiny_flow" and p.got["chunk"][0].header.frame_id == \
